@@ -1,0 +1,133 @@
+"""The building blocks of the modified Xception backbone (the paper's Table 1 and Fig. 3).
+
+Each module's constructor arguments are genes or values derived from genes, so a reader can
+map any part of a built network back to the `ArchSpec` that made it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def resize_to(x: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
+    """Bilinear resize to an exact size (never a fixed factor), a no-op when sizes agree.
+
+    Fusing by exact size is what lets any input size run, multiples of 64 or not.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        relu: bool = True,
+    ) -> None:
+        padding = dilation * (kernel_size // 2)
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                bias=False,
+            ),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class SeparableConv(nn.Sequential):
+    """3x3 depthwise (carrying the stride) then 1x1 pointwise, BN, optional ReLU."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, stride: int = 1, relu: bool = True
+    ) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels,
+                in_channels,
+                3,
+                stride=stride,
+                padding=1,
+                groups=in_channels,
+                bias=False,
+            ),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class XceptionBlock(nn.Module):
+    """Three separable convs of widths C/e, C/e, C plus a shortcut.
+
+    The stride sits on the first separable conv: the reference document shows that this is the
+    placement that reproduces the paper's MAdds (stride on the last costs ~20% more).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, expansion: int, stride: int) -> None:
+        super().__init__()
+        inner = out_channels // expansion
+        self.residual = nn.Sequential(
+            SeparableConv(in_channels, inner, stride=stride),
+            SeparableConv(inner, inner),
+            SeparableConv(inner, out_channels, relu=False),
+        )
+        self.shortcut: nn.Module
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = ConvBNReLU(in_channels, out_channels, 1, stride=stride, relu=False)
+        else:
+            self.shortcut = nn.Identity()
+        self.activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.residual(x) + self.shortcut(x))
+
+
+class Stage(nn.Sequential):
+    """A stack of blocks; the first halves the resolution and adapts the channel count."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, depth: int, expansion: int) -> None:
+        blocks = [
+            XceptionBlock(
+                in_channels if index == 0 else out_channels,
+                out_channels,
+                expansion=expansion,
+                stride=2 if index == 0 else 1,
+            )
+            for index in range(depth)
+        ]
+        super().__init__(*blocks)
+
+
+class FCAttention(nn.Module):
+    """Global pool -> FC to `hidden` (the ImageNet classifier width) -> 1x1 conv back -> scale.
+
+    BN + ReLU after the 1x1 conv, no sigmoid: the most common reading of the paper.
+    """
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(channels, hidden)
+        self.project = ConvBNReLU(hidden, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        weights = self.project(self.fc(pooled)[:, :, None, None])
+        return x * weights

@@ -1,0 +1,223 @@
+"""A search space described in YAML (`conf/space/*.yaml`), and Optuna trials mapped to specs.
+
+    base: dfanet_a                 # genes not listed (or switched off by `when`) come from here
+    genes:
+      towers: {low: 1, high: 4}            # integer range (optional step, log)
+      expansion: {choices: [2, 4]}         # categorical
+      widths:                              # a list gene: one entry per item
+        - {choices: [32, 48, 64]}
+      subnetwork_link: {choices: [true, false], when: {towers: [2, 3, 4]}}
+      input_size: {value: [512, 1024]}     # fixed
+
+`when` makes a gene exist only under values of genes listed before it (names as `gene` or
+`gene.i` for a list item), so Optuna sees a conditional, define-by-run space. Every value a
+space can propose is checked against `ArchSpec` when the space is loaded, and the sampler can
+only combine them through the `when` conditions, which is how the shipped spaces never propose
+an invalid spec (a test samples them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from search_space.registry import get_arch
+from search_space.spec import ArchSpec, SpecError, gene_names
+
+
+class SpaceError(ValueError):
+    """A space description that cannot be used; the message names the gene."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One Optuna parameter: a gene, or one item of a list gene (`widths.0`)."""
+
+    name: str
+    gene: str
+    item: int | None
+    choices: tuple[Any, ...] | None = None
+    low: int | None = None
+    high: int | None = None
+    step: int = 1
+    log: bool = False
+    value: Any = None
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.choices is None and self.low is None
+
+    def active(self, sampled: Mapping[str, Any]) -> bool:
+        return all(sampled.get(name) in allowed for name, allowed in self.when)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.choices is not None:
+            # Optuna's categorical choices must be scalars: lists travel as their JSON text.
+            encoded = [_encode(choice) for choice in self.choices]
+            return _decode(trial.suggest_categorical(self.name, encoded))
+        if self.low is not None:
+            assert self.high is not None
+            step = None if self.log else self.step
+            return trial.suggest_int(self.name, self.low, self.high, step=step or 1, log=self.log)
+        return self.value
+
+    def candidate_values(self) -> tuple[Any, ...]:
+        """Values worth checking at load: every choice, or both ends of a range."""
+        if self.choices is not None:
+            return self.choices
+        if self.low is not None:
+            return (self.low, self.high)
+        return (self.value,)
+
+
+def _encode(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list | tuple) else value
+
+
+def _decode(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    base: ArchSpec
+    dimensions: tuple[Dimension, ...]
+
+    def suggest(self, trial: optuna.Trial) -> ArchSpec:
+        """Sample one architecture; genes whose `when` is false keep the base value."""
+        sampled: dict[str, Any] = {}
+        for dimension in self.dimensions:
+            if dimension.active(sampled):
+                sampled[dimension.name] = dimension.suggest(trial)
+        try:
+            return self.spec_from_params(sampled)
+        except SpecError as error:
+            raise SpaceError(
+                f"space '{self.name}' proposed an invalid architecture ({error}); "
+                f"parameters: {sampled}. Add a `when` condition that excludes it."
+            ) from error
+
+    def spec_from_params(self, params: Mapping[str, Any]) -> ArchSpec:
+        """The spec a trial's parameters stand for (also rebuilds specs of stored trials)."""
+        genes = self.base.to_dict()
+        for dimension in self.dimensions:
+            if dimension.name not in params:
+                continue
+            value = _decode(params[dimension.name])
+            if dimension.item is None:
+                genes[dimension.gene] = value
+            else:
+                genes[dimension.gene][dimension.item] = value
+        return ArchSpec.from_dict(genes)
+
+    def with_fixed(self, genes: Mapping[str, Any]) -> SearchSpace:
+        """The same space with some genes pinned (e.g. the study's input size)."""
+        pinned = [d for d in self.dimensions if d.gene not in genes]
+        return SearchSpace(self.name, self.base.replace(**dict(genes)), tuple(pinned))
+
+
+def load_space(source: Path | Mapping[str, Any], name: str | None = None) -> SearchSpace:
+    """Read and check a space description (a YAML path or its already-loaded mapping)."""
+    if isinstance(source, Path):
+        config = yaml.safe_load(source.read_text())
+        label = str(source)
+        name = name or source.stem
+    else:
+        config = dict(source)
+        label = f"space '{name or config.get('name', 'space')}'"
+    if not isinstance(config, Mapping) or not isinstance(config.get("genes"), Mapping):
+        raise SpaceError(f"{label}: expected a mapping with a `genes:` mapping")
+    try:
+        base = get_arch(config.get("base", "dfanet_a"))
+    except KeyError as error:
+        raise SpaceError(f"{label}: base: {error.args[0]}") from None
+    dimensions: list[Dimension] = []
+    for gene, description in config["genes"].items():
+        dimensions.extend(_dimensions(label, gene, description, base, dimensions))
+    return SearchSpace(str(config.get("name", name or "space")), base, tuple(dimensions))
+
+
+def _dimensions(
+    label: str, gene: str, description: Any, base: ArchSpec, earlier: Sequence[Dimension]
+) -> list[Dimension]:
+    if gene not in gene_names():
+        raise SpaceError(f"{label}: unknown gene '{gene}'; the genes are {list(gene_names())}")
+    base_value = getattr(base, gene)
+    is_list_gene = gene in ArchSpec.LIST_GENES
+    if is_list_gene and isinstance(description, list):
+        if len(description) != len(base_value):
+            raise SpaceError(
+                f"{label}: gene '{gene}' needs {len(base_value)} entries, got {len(description)}"
+            )
+        items = [(f"{gene}.{i}", i, entry) for i, entry in enumerate(description)]
+    else:
+        items = [(gene, None, description)]
+    dimensions = []
+    known = {d.name for d in earlier}
+    for name, item, entry in items:
+        dimension = _dimension(label, name, gene, item, entry, known)
+        for value in dimension.candidate_values():
+            _check_value(label, base, dimension, value)
+        dimensions.append(dimension)
+        known.add(name)
+    return dimensions
+
+
+def _dimension(
+    label: str, name: str, gene: str, item: int | None, entry: Any, known: set[str]
+) -> Dimension:
+    if not isinstance(entry, Mapping):
+        raise SpaceError(f"{label}: gene '{name}': expected a mapping, got {entry!r}")
+    allowed_keys = {"choices", "low", "high", "step", "log", "value", "when"}
+    unknown = sorted(set(entry) - allowed_keys)
+    if unknown:
+        raise SpaceError(f"{label}: gene '{name}': unknown key '{unknown[0]}'")
+    when = entry.get("when", {}) or {}
+    for condition, allowed in when.items():
+        if condition not in known:
+            raise SpaceError(
+                f"{label}: gene '{name}': `when` refers to '{condition}', which is not a gene "
+                "sampled before it"
+            )
+        if not isinstance(allowed, list):
+            raise SpaceError(f"{label}: gene '{name}': `when: {condition}` must be a list")
+    conditions = tuple((key, tuple(allowed)) for key, allowed in when.items())
+    if "choices" in entry:
+        choices = entry["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise SpaceError(f"{label}: gene '{name}': `choices` must be a non-empty list")
+        return Dimension(name, gene, item, choices=tuple(choices), when=conditions)
+    if "low" in entry or "high" in entry:
+        low, high, step = entry.get("low"), entry.get("high"), entry.get("step", 1)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high, step)):
+            raise SpaceError(f"{label}: gene '{name}': `low`, `high`, `step` must be integers")
+        if low > high or step < 1 or (high - low) % step:
+            raise SpaceError(
+                f"{label}: gene '{name}': expected low <= high and (high - low) a multiple of "
+                f"step, got low={low}, high={high}, step={step}"
+            )
+        log = bool(entry.get("log", False))
+        return Dimension(name, gene, item, low=low, high=high, step=step, log=log, when=conditions)
+    if "value" in entry:
+        return Dimension(name, gene, item, value=entry["value"], when=conditions)
+    raise SpaceError(f"{label}: gene '{name}': give `choices`, `low`/`high` or `value`")
+
+
+def _check_value(label: str, base: ArchSpec, dimension: Dimension, value: Any) -> None:
+    genes = base.to_dict()
+    if dimension.item is None:
+        genes[dimension.gene] = value
+    else:
+        genes[dimension.gene][dimension.item] = value
+    try:
+        ArchSpec.from_dict(genes)
+    except SpecError as error:
+        raise SpaceError(f"{label}: gene '{dimension.name}' value {value!r}: {error}") from None

@@ -1,0 +1,15 @@
+"""Shared test settings: quiet third-party logging, no wandb processes, one torch thread."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from search_space.cost import count_cost, count_madds
+from search_space.model import build
+from search_space.published import find_published
+from search_space.registry import get_arch
+
+# (architecture, input size, paper table, paper model, relative tolerance): the issue's targets.
+PAPER_TARGETS = [
+    ("dfanet_a", (1024, 1024), "Table 4", "DFANet A", 0.03),
+    ("dfanet_b", (1024, 1024), "Table 4", "DFANet B", 0.03),
+    ("dfanet_a", (512, 1024), "Table 5", "DFANet A'", 0.03),
+    ("backbone_a", (1024, 1024), "Table 2", "Backbone A", 0.05),
+    ("backbone_b", (1024, 1024), "Table 2", "Backbone B", 0.05),
+]
+
+
+@pytest.mark.parametrize(("name", "size", "table", "model", "tolerance"), PAPER_TARGETS)
+def test_madds_reproduce_the_paper(
+    name: str, size: tuple[int, int], table: str, model: str, tolerance: float
+) -> None:
+    ours = count_madds(get_arch(name).replace(input_size=size)).gmadds
+    paper = find_published(table, model).gmadds
+    assert paper is not None
+    assert abs(ours / paper - 1) <= tolerance, f"{name}: {ours:.3f} G vs paper {paper} G"
+
+
+def test_madds_equal_fvcore_traced_conv_and_linear() -> None:
+    """The hook count is fvcore's own conv + linear count of a traced forward pass."""
+    from fvcore.nn import FlopCountAnalysis
+
+    spec = get_arch("dfanet_b").replace(input_size=(160, 224))
+    analysis = FlopCountAnalysis(build(spec).eval(), torch.zeros(1, 3, 160, 224))
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        by_operator = analysis.by_operator()
+    assert count_madds(spec).madds == by_operator["conv"] + by_operator["linear"]
+
+
+def test_fvcore_total_counts_more_than_the_paper_convention() -> None:
+    spec = get_arch("dfanet_b").replace(input_size=(128, 256))
+    cost = count_cost(spec)
+    assert cost.fvcore_total is not None
+    assert cost.fvcore_total > cost.madds
+    assert cost.params == sum(p.numel() for p in build(spec).parameters())
+
+
+def run_cost(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "search_space.cost", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_cli_json_with_input_and_set() -> None:
+    result = run_cost(
+        "dfanet_b", "--input", "256x512", "--set", "towers=2", "widths=[32,64,96]", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["arch"] == "dfanet_b"
+    assert payload["input"] == [256, 512]
+    spec = get_arch("dfanet_b").replace(towers=2, widths=(32, 64, 96), input_size=(256, 512))
+    expected = count_cost(spec)
+    assert payload["madds"] == expected.madds
+    assert payload["params"] == expected.params
+    assert payload["fvcore_total"] == expected.fvcore_total
+    assert payload["gmadds"] == pytest.approx(expected.madds / 1e9, abs=1e-4)
+
+
+def test_cli_reads_a_spec_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text("base: dfanet_a\ntowers: 2\ninput_size: [256, 256]\n")
+    payload = json.loads(run_cost(str(path), "--json").stdout)
+    assert (
+        payload["madds"]
+        == count_madds(get_arch("dfanet_a").replace(towers=2, input_size=(256, 256))).madds
+    )
+
+
+def test_cli_bad_gene_names_it(tmp_path: Path) -> None:
+    result = run_cost("dfanet_a", "--set", "towers=9")
+    assert result.returncode == 2
+    assert "gene 'towers'" in result.stderr
+    path = tmp_path / "bad.yaml"
+    path.write_text("decoder_chanels: 16\n")
+    result = run_cost(str(path))
+    assert result.returncode == 2
+    assert str(path) in result.stderr and "decoder_chanels" in result.stderr
+
+
+def test_cli_paper_table_lists_every_row() -> None:
+    result = run_cost("--paper")
+    assert result.returncode == 0, result.stderr
+    for model in ["DFANet A", "DFANet A'", "DFANet B", "Backbone B x4", "Backbone A x3 + HL"]:
+        assert f": {model} " in result.stdout
+    line = next(ln for ln in result.stdout.splitlines() if ": DFANet A " in ln)
+    assert line.split()[-3] == "1.01"  # the ratio column of DFANet A at 1024x1024

@@ -1,0 +1,67 @@
+"""Tests generated from the registry: every registered architecture is built, run and counted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from search_space.cost import count_madds
+from search_space.model import build
+from search_space.outputs import TrainOutput
+from search_space.registry import arch_names, get_arch, reference
+from search_space.spec import deepest_stride
+
+NAMES = arch_names()
+
+
+def small_input(name: str) -> tuple[int, int]:
+    """The smallest convenient size the architecture accepts, not a multiple of 64."""
+    side = max(deepest_stride(get_arch(name).towers), 96)
+    return side + 8, side * 2 + 24
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_backward_shapes(name: str) -> None:
+    height, width = small_input(name)
+    spec = get_arch(name).replace(input_size=(height, width))
+    model = build(spec, num_classes=7).train()
+    image = torch.randn(2, 3, height, width)
+    output = model(image)
+    assert isinstance(output, TrainOutput)
+    assert output.logits.shape == (2, 7, height, width)
+    loss = output.logits.mean() + sum(aux.logits.mean() * aux.weight for aux in output.aux)
+    loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, f"parameters that get no gradient: {unused[:5]}"
+    model.eval()
+    with torch.no_grad():
+        logits = model(image[:1])
+    assert isinstance(logits, torch.Tensor)
+    assert logits.shape == (1, 7, height, width)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_madds_equal_torch_flop_counter(name: str) -> None:
+    """Our MAdds = FlopCounterMode's total / 2, at the architecture's own input size."""
+    spec = get_arch(name)
+    with torch.device("meta"):
+        model = build(spec).eval()
+        image = torch.empty(1, 3, *spec.input_size)
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    assert count_madds(spec).madds == counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_registered_arch_has_a_published_row(name: str) -> None:
+    from search_space.published import find_published
+
+    for row in reference(name).paper_rows:
+        assert find_published(row.table, row.model).gmadds is not None
+
+
+def test_unknown_name_lists_the_registry() -> None:
+    with pytest.raises(KeyError, match="dfanet_a"):
+        get_arch("dfanet_c")

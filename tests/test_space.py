@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+
+from search_space.space import SpaceError, load_space
+from search_space.spec import ArchSpec
+
+SPACE_FILE = Path(__file__).parents[1] / "conf" / "space" / "dfanet.yaml"
+
+
+def sample(space_file: Path, n_trials: int, seed: int = 0) -> tuple[list[ArchSpec], dict]:
+    space = load_space(space_file)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    specs, seen = [], defaultdict(set)
+    for _ in range(n_trials):
+        trial = study.ask()
+        specs.append(space.suggest(trial))
+        study.tell(trial, 0.0)
+        for name, value in trial.params.items():
+            seen[name].add(value)
+    return specs, seen
+
+
+def test_500_random_trials_are_valid_and_cover_the_space() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    specs, seen = sample(SPACE_FILE, 500)
+    assert all(isinstance(spec, ArchSpec) for spec in specs)  # each validated on construction
+    description = yaml.safe_load(SPACE_FILE.read_text())["genes"]
+    for gene, entry in description.items():
+        entries = entry if isinstance(entry, list) else [entry]
+        for index, item in enumerate(entries):
+            name = f"{gene}.{index}" if isinstance(entry, list) else gene
+            if "choices" in item:
+                assert seen[name] == set(item["choices"]), name
+            elif "low" in item:
+                assert {item["low"], item["high"]} <= seen[name], name
+    # The conditional structure is real: single-tower specs never sample tower links.
+    assert any(spec.towers == 1 for spec in specs) and any(spec.towers == 4 for spec in specs)
+
+
+def test_params_rebuild_the_same_spec() -> None:
+    space = load_space(SPACE_FILE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(20):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        study.tell(trial, 0.0)
+        assert space.spec_from_params(study.trials[-1].params) == spec
+
+
+def test_with_fixed_pins_a_gene() -> None:
+    space = load_space(SPACE_FILE).with_fixed({"input_size": [256, 512]})
+    trial = optuna.create_study().ask()
+    assert space.suggest(trial).input_size == (256, 512)
+
+
+def write_space(tmp_path: Path, genes: dict[str, Any], **top: Any) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"genes": genes, **top}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("genes", "message"),
+    [
+        ({"tower": {"low": 1, "high": 2}}, "unknown gene 'tower'"),
+        ({"towers": {"low": 1, "high": 5}}, "gene 'towers' value 5"),
+        ({"towers": {"low": 3, "high": 1}}, "gene 'towers': expected low <= high"),
+        ({"widths": [{"choices": [32]}]}, "gene 'widths' needs 3 entries"),
+        ({"widths": [{"choices": [30]}, {"value": 96}, {"value": 192}]}, "widths.0"),
+        ({"head": {"choices": ["dfa", "psp"]}}, "gene 'head' value 'psp'"),
+        ({"fc_attention": {"choices": [True], "when": {"towers": [2]}}}, "refers to 'towers'"),
+        ({"towers": {"choices": []}}, "non-empty list"),
+        ({"towers": {"low": 1, "high": 4, "stepp": 1}}, "unknown key 'stepp'"),
+        ({"towers": 3}, "expected a mapping"),
+    ],
+)
+def test_bad_space_is_rejected_with_the_gene(
+    tmp_path: Path, genes: dict[str, Any], message: str
+) -> None:
+    path = write_space(tmp_path, genes)
+    with pytest.raises(SpaceError, match=message) as caught:
+        load_space(path)
+    assert str(path) in str(caught.value)
+
+
+def test_unguarded_combination_is_reported_at_sampling(tmp_path: Path) -> None:
+    """Each value is valid alone; together they are not: the error says how to fix the space."""
+    path = write_space(
+        tmp_path,
+        {
+            "subnetwork_link": {"value": False},
+            "substage_links": [{"value": False}, {"value": True}, {"value": True}],
+        },
+    )
+    space = load_space(path)
+    with pytest.raises(SpaceError, match="Add a `when` condition"):
+        space.suggest(optuna.create_study().ask())
