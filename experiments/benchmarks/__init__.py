@@ -1,0 +1,1 @@
+"""Benchmark scripts: they print ratios and throughputs; tests never assert wall-clock times."""
