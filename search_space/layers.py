@@ -51,10 +51,16 @@ class ConvBNReLU(nn.Sequential):
 
 
 class SeparableConv(nn.Sequential):
-    """3x3 depthwise (carrying the stride) then 1x1 pointwise, BN, optional ReLU."""
+    """3x3 depthwise (carrying the stride and dilation) then 1x1 pointwise, BN, optional ReLU."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, stride: int = 1, relu: bool = True
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        relu: bool = True,
     ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(
@@ -62,7 +68,8 @@ class SeparableConv(nn.Sequential):
                 in_channels,
                 3,
                 stride=stride,
-                padding=1,
+                padding=dilation,
+                dilation=dilation,
                 groups=in_channels,
                 bias=False,
             ),
@@ -72,6 +79,35 @@ class SeparableConv(nn.Sequential):
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
+
+
+class StridedConvStack(nn.Sequential):
+    """`depth` stride-2 3x3 conv-BN-ReLUs on the image: a shallow path that keeps detail cheaply.
+
+    Every layer but the last is half as wide, as in ICNet's high-resolution branch (32, 32, 64):
+    the first layers run at the highest resolutions, where width costs the most.
+    """
+
+    def __init__(self, width: int, *, depth: int) -> None:
+        widths = [max(1, width // 2)] * (depth - 1) + [width]
+        inputs = [3, *widths[:-1]]
+        super().__init__(
+            *(ConvBNReLU(i, o, 3, stride=2) for i, o in zip(inputs, widths, strict=True))
+        )
+
+
+class GlobalPooling(nn.Module):
+    """Image-level context: global average, then 1x1 conv-BN-ReLU. Returns an N x C x 1 x 1 map.
+
+    The callers broadcast it: a 1x1 map upsampled to any size is that constant everywhere.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.project = ConvBNReLU(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.project(F.adaptive_avg_pool2d(x, 1))
 
 
 class XceptionBlock(nn.Module):

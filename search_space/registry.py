@@ -106,6 +106,24 @@ def xception_b() -> ArchSpec:
     return XCEPTION_B.replace(towers=1, fc_attention=False, **NO_DECODER)
 
 
+@register(
+    "xception_a_aspp",
+    "Xception A + ASPP with the aspp_* genes' defaults (the paper's ASPP is not published)",
+    _row("Table 2", "Xception A + ASPP"),
+)
+def xception_a_aspp() -> ArchSpec:
+    return XCEPTION_A.replace(towers=1, fc_attention=False, head="aspp")
+
+
+@register(
+    "xception_b_aspp",
+    "Xception B + ASPP with the aspp_* genes' defaults (the paper's ASPP is not published)",
+    _row("Table 2", "Xception B + ASPP"),
+)
+def xception_b_aspp() -> ArchSpec:
+    return XCEPTION_B.replace(towers=1, fc_attention=False, head="aspp")
+
+
 @register("backbone_a", "Xception A + FC attention, no decoder", _row("Table 2", "Backbone A"))
 def backbone_a() -> ArchSpec:
     return XCEPTION_A.replace(towers=1, **NO_DECODER)
@@ -164,3 +182,45 @@ def backbone_a_x3_hl() -> ArchSpec:
 )
 def backbone_b_x3_hl() -> ArchSpec:
     return XCEPTION_B.replace(**HIGH_LEVEL_ONLY)
+
+
+# ------------------------------------------ the paper's Fig. 1: each head on one Backbone A
+# Every head's genes at their defaults, on the same single tower; `HEAD_COMPARISON` adds the
+# bare backbone and DFANet A to price the heads against (`python -m search_space.cost --heads`).
+BACKBONE_A = XCEPTION_A.replace(towers=1)
+
+
+@register("dfa_backbone_a", "Backbone A + DFA's dual-path decoder (HL + LL) on its one tower")
+def dfa_backbone_a() -> ArchSpec:
+    return BACKBONE_A
+
+
+@register("aspp_backbone_a", "Backbone A + ASPP (DeepLabV3-style) on its 1/16 map")
+def aspp_backbone_a() -> ArchSpec:
+    return BACKBONE_A.replace(head="aspp")
+
+
+@register(
+    "icnet_backbone_a",
+    "ICNet-style cascade: Backbone A on the 1/4 image, shallow branches on 1/2 and 1/1",
+)
+def icnet_backbone_a() -> ArchSpec:
+    return BACKBONE_A.replace(head="icnet")
+
+
+@register(
+    "bisenet_backbone_a",
+    "BiSeNet-style: Backbone A as the context path beside a 1/8 spatial path",
+)
+def bisenet_backbone_a() -> ArchSpec:
+    return BACKBONE_A.replace(head="bisenet")
+
+
+HEAD_COMPARISON = (
+    "backbone_a",
+    "dfa_backbone_a",
+    "aspp_backbone_a",
+    "icnet_backbone_a",
+    "bisenet_backbone_a",
+    "dfanet_a",
+)

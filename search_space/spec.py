@@ -9,11 +9,21 @@ message that names the gene and what it expected, so nothing downstream has to r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-HEADS = ("dfa",)
+# The genes each head reads. A spec carries every head's genes (each always validated) and the
+# builder reads only the chosen head's: inactive genes keep whatever value they have, so a space
+# can switch heads without resetting genes, and `head_genes()` tells which ones count.
+HEAD_GENES: dict[str, tuple[str, ...]] = {
+    "dfa": ("decoder_channels", "decoder_high_level", "decoder_low_level", "decoder_fuse_kernel"),
+    "aspp": ("aspp_channels", "aspp_rates", "aspp_separable"),
+    "icnet": ("icnet_scales", "icnet_channels", "icnet_branch_channels", "icnet_branch_depth"),
+    "bisenet": ("bisenet_spatial_channels", "bisenet_channels"),
+}
+HEADS = tuple(HEAD_GENES)
 MAX_TOWERS = 4
 NUM_STAGES = 3
 # The stem and the three stages each halve the resolution: tower 1's deepest map is at 1/16.
@@ -52,9 +62,27 @@ class ArchSpec:
     decoder_high_level: bool = True
     decoder_low_level: bool = True
     decoder_fuse_kernel: int = 3
+    # Comparison heads (the paper's Fig. 1), sized for a 128-192-channel map at 1/16 rather
+    # than ResNet-101's 2048 channels; see search_space/heads/ for what each gene does.
+    aspp_channels: int = 128
+    aspp_rates: tuple[int, ...] = (6, 12, 18)
+    aspp_separable: bool = False
+    icnet_scales: tuple[int, ...] = (4, 2, 1)
+    icnet_channels: int = 64
+    icnet_branch_channels: int = 64
+    icnet_branch_depth: int = 3
+    bisenet_spatial_channels: int = 64
+    bisenet_channels: int = 128
     input_size: tuple[int, ...] = field(default=(1024, 1024))
 
-    LIST_GENES: ClassVar[tuple[str, ...]] = ("widths", "depths", "substage_links", "input_size")
+    LIST_GENES: ClassVar[tuple[str, ...]] = (
+        "widths",
+        "depths",
+        "substage_links",
+        "aspp_rates",
+        "icnet_scales",
+        "input_size",
+    )
 
     def __post_init__(self) -> None:
         # Lists from YAML/JSON are accepted and stored as tuples so the spec stays hashable.
@@ -66,6 +94,20 @@ class ArchSpec:
 
     # ----------------------------------------------------------------------------- validation
     def _validate(self) -> None:
+        self._validate_backbone()
+        self._validate_head_genes()
+        _int_list(self, "input_size", 2, low=1, high=MAX_INPUT_SIDE)
+        stride = deepest_stride(self.towers)
+        if min(self.input_size) < stride:
+            raise SpecError(
+                "input_size",
+                f"{list(self.input_size)} is too small for {self.towers} tower(s): the last "
+                f"tower's deepest map is at 1/{stride}, so each side must be at least {stride}",
+            )
+        if self.head == "icnet":
+            self._validate_icnet_fit()
+
+    def _validate_backbone(self) -> None:
         _int_list(self, "widths", NUM_STAGES, low=4, high=2048)
         _int_list(self, "depths", NUM_STAGES, low=1, high=32)
         _int(self, "expansion", low=1, high=16)
@@ -88,6 +130,8 @@ class ArchSpec:
                 "with towers > 1, tower 2 needs an input: enable subnetwork_link or "
                 "substage_links[0]",
             )
+
+    def _validate_head_genes(self) -> None:
         if self.head not in HEADS:
             raise SpecError("head", f"expected one of {list(HEADS)}, got {self.head!r}")
         _int(self, "decoder_channels", low=1, high=1024)
@@ -100,13 +144,39 @@ class ArchSpec:
                 f"expected an odd kernel size (keeps the 1/4 map's size), "
                 f"got {self.decoder_fuse_kernel}",
             )
-        _int_list(self, "input_size", 2, low=1, high=MAX_INPUT_SIDE)
-        stride = deepest_stride(self.towers)
-        if min(self.input_size) < stride:
+        _int(self, "aspp_channels", low=1, high=1024)
+        # One branch per rate; their order means nothing, so one canonical (increasing) order
+        # keeps equal architectures equal specs.
+        _int_list(self, "aspp_rates", range(1, 5), low=1, high=64)
+        _strictly_ordered(self, "aspp_rates", descending=False, meaning="one branch per rate")
+        _bool(self, "aspp_separable")
+        _int_list(self, "icnet_scales", range(2, 5), low=1, high=16)
+        _strictly_ordered(
+            self, "icnet_scales", descending=True, meaning="downscale factors, coarsest first"
+        )
+        _int(self, "icnet_channels", low=1, high=1024)
+        _int(self, "icnet_branch_channels", low=1, high=1024)
+        _int(self, "icnet_branch_depth", low=1, high=5)
+        _int(self, "bisenet_spatial_channels", low=1, high=1024)
+        _int(self, "bisenet_channels", low=1, high=1024)
+
+    def _validate_icnet_fit(self) -> None:
+        coarsest = self.icnet_scales[0]
+        if self.towers != 1:
+            # The cascade is already the multi-resolution aggregation, and its backbone runs on
+            # the 1/coarsest image: a second tower would end at 1/(32 * coarsest) of the input.
+            raise SpecError(
+                "towers",
+                f"head 'icnet' takes one tower (its backbone runs on the 1/{coarsest} image), "
+                f"got {self.towers}",
+            )
+        need = coarsest * TOWER1_DEEPEST_STRIDE
+        if min(self.input_size) < need:
             raise SpecError(
                 "input_size",
-                f"{list(self.input_size)} is too small for {self.towers} tower(s): the last "
-                f"tower's deepest map is at 1/{stride}, so each side must be at least {stride}",
+                f"{list(self.input_size)} is too small for head 'icnet': its backbone runs on "
+                f"the 1/{coarsest} image (icnet_scales[0]) down to 1/{TOWER1_DEEPEST_STRIDE} of "
+                f"that, so each side must be at least {need}",
             )
 
     # ------------------------------------------------------------------------------- helpers
@@ -116,6 +186,11 @@ class ArchSpec:
         if unknown:
             raise SpecError(unknown[0], f"unknown gene; the genes are {list(gene_names())}")
         return dataclasses.replace(self, **genes)
+
+    def head_genes(self) -> dict[str, Any]:
+        """The genes the chosen head reads, with their values (the others have no effect)."""
+        genes = self.to_dict()
+        return {name: genes[name] for name in HEAD_GENES[self.head]}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-ready genes (lists, not tuples)."""
@@ -148,14 +223,17 @@ def _bool(spec: ArchSpec, name: str) -> None:
         raise SpecError(name, f"expected true or false, got {value!r}")
 
 
-def _sequence(spec: ArchSpec, name: str, length: int) -> tuple[Any, ...]:
+def _sequence(spec: ArchSpec, name: str, length: int | range) -> tuple[Any, ...]:
+    """`length`: the exact number of items, or the range of numbers allowed."""
     value = getattr(spec, name)
-    if not isinstance(value, tuple) or len(value) != length:
-        raise SpecError(name, f"expected a list of {length} values, got {value!r}")
+    lengths = range(length, length + 1) if isinstance(length, int) else length
+    if not isinstance(value, tuple) or len(value) not in lengths:
+        count = str(lengths.start) if len(lengths) == 1 else f"{lengths.start} to {lengths[-1]}"
+        raise SpecError(name, f"expected a list of {count} values, got {value!r}")
     return value
 
 
-def _int_list(spec: ArchSpec, name: str, length: int, *, low: int, high: int) -> None:
+def _int_list(spec: ArchSpec, name: str, length: int | range, *, low: int, high: int) -> None:
     for index, item in enumerate(_sequence(spec, name, length)):
         if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
             raise SpecError(
@@ -167,3 +245,10 @@ def _bool_list(spec: ArchSpec, name: str, length: int) -> None:
     for index, item in enumerate(_sequence(spec, name, length)):
         if not isinstance(item, bool):
             raise SpecError(name, f"item {index} must be true or false, got {item!r}")
+
+
+def _strictly_ordered(spec: ArchSpec, name: str, *, descending: bool, meaning: str) -> None:
+    value = getattr(spec, name)
+    if not all(a > b if descending else a < b for a, b in itertools.pairwise(value)):
+        order = "decreasing" if descending else "increasing"
+        raise SpecError(name, f"expected strictly {order} values ({meaning}), got {list(value)}")

@@ -12,7 +12,8 @@ import torch
 from search_space.cost import count_cost, count_madds
 from search_space.model import build
 from search_space.published import find_published
-from search_space.registry import get_arch
+from search_space.registry import HEAD_COMPARISON, get_arch
+from search_space.spec import HEAD_GENES, HEADS
 
 # (architecture, input size, paper table, paper model, relative tolerance): the targets.
 PAPER_TARGETS = [
@@ -109,3 +110,31 @@ def test_cli_paper_table_lists_every_row() -> None:
         assert f": {model} " in result.stdout
     line = next(ln for ln in result.stdout.splitlines() if ": DFANet A " in ln)
     assert line.split()[-3] == "1.01"  # the ratio column of DFANet A at 1024x1024
+    # The ASPP rows sit beside the paper's 6.9 G and 4.4 G, with the configuration we chose.
+    for name, model, paper in [("xception_a_aspp", "A", "6.90"), ("xception_b_aspp", "B", "4.40")]:
+        line = next(ln for ln in result.stdout.splitlines() if ln.startswith(f"{name} "))
+        assert f"Table 2: Xception {model} + ASPP" in line and paper in line.split()
+        ours = f"{count_madds(get_arch(name)).gmadds:.2f}"
+        assert ours in line.split()
+        assert f"ours: {name}: head aspp, aspp_channels=128" in result.stdout
+
+
+def test_cli_heads_table_prices_every_head_on_backbone_a() -> None:
+    result = run_cost("--heads")
+    assert result.returncode == 0, result.stderr
+    assert "Heads on Backbone A at 1024x1024" in result.stdout
+    lines = {ln.split()[0]: ln for ln in result.stdout.splitlines()[3:-1]}
+    rows = {name: line.split() for name, line in lines.items()}
+    assert set(HEAD_COMPARISON) == set(rows)
+    heads_shown = {row[1] for row in rows.values()}
+    assert heads_shown == set(HEADS)
+    backbone = count_madds(get_arch("backbone_a")).gmadds
+    for name, row in rows.items():
+        cost = count_madds(get_arch(name))
+        assert row[3:6] == [
+            f"{cost.gmadds:.2f}",
+            f"{cost.gmadds - backbone:+.2f}",
+            f"{cost.params / 1e6:.2f}",
+        ]
+        assert " ".join(row[6:]).startswith(f"{HEAD_GENES[row[1]][0]}=")
+    assert "icnet_scales=[4, 2, 1]" in lines["icnet_backbone_a"]

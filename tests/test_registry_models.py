@@ -9,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from search_space.cost import count_madds
 from search_space.model import build
 from search_space.outputs import TrainOutput
-from search_space.registry import arch_names, get_arch, reference
-from search_space.spec import deepest_stride
+from search_space.registry import HEAD_COMPARISON, arch_names, get_arch, reference
+from search_space.spec import HEAD_GENES, HEADS, ArchSpec, deepest_stride
 
 NAMES = arch_names()
 
@@ -60,6 +60,21 @@ def test_every_registered_arch_has_a_published_row(name: str) -> None:
 
     for row in reference(name).paper_rows:
         assert find_published(row.table, row.model).gmadds is not None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_genes_of_other_heads_keep_their_defaults(name: str) -> None:
+    """One architecture, one spec: a space whose base has default genes can express every
+    registered architecture (a study enqueues them as reference designs)."""
+    spec, defaults = get_arch(name), ArchSpec()
+    for head, genes in HEAD_GENES.items():
+        if head != spec.head:
+            assert {g: getattr(spec, g) for g in genes} == {g: getattr(defaults, g) for g in genes}
+
+
+def test_head_comparison_covers_every_head() -> None:
+    assert {get_arch(name).head for name in HEAD_COMPARISON} == set(HEADS)
+    assert {get_arch(name).towers for name in HEAD_COMPARISON[:-1]} == {1}
 
 
 def test_unknown_name_lists_the_registry() -> None:

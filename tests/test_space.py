@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,12 @@ import pytest
 import yaml
 
 from search_space.space import SpaceError, load_space
-from search_space.spec import ArchSpec
+from search_space.spec import HEAD_GENES, HEADS, ArchSpec
 
-SPACE_FILE = Path(__file__).parents[1] / "conf" / "space" / "dfanet.yaml"
+SPACE_DIR = Path(__file__).parents[1] / "conf" / "space"
+SPACE_FILE = SPACE_DIR / "dfanet.yaml"
+HEADS_FILE = SPACE_DIR / "heads.yaml"
+SPACE_FILES = sorted(SPACE_DIR.glob("*.yaml"))
 
 
 def sample(space_file: Path, n_trials: int, seed: int = 0) -> tuple[list[ArchSpec], dict]:
@@ -27,25 +31,58 @@ def sample(space_file: Path, n_trials: int, seed: int = 0) -> tuple[list[ArchSpe
     return specs, seen
 
 
-def test_500_random_trials_are_valid_and_cover_the_space() -> None:
+@pytest.mark.parametrize("space_file", SPACE_FILES, ids=lambda path: path.stem)
+def test_500_random_trials_are_valid_and_cover_the_space(space_file: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    specs, seen = sample(SPACE_FILE, 500)
+    specs, seen = sample(space_file, 500)
     assert all(isinstance(spec, ArchSpec) for spec in specs)  # each validated on construction
-    description = yaml.safe_load(SPACE_FILE.read_text())["genes"]
+    description = yaml.safe_load(space_file.read_text())["genes"]
     for gene, entry in description.items():
         entries = entry if isinstance(entry, list) else [entry]
         for index, item in enumerate(entries):
             name = f"{gene}.{index}" if isinstance(entry, list) else gene
             if "choices" in item:
-                assert seen[name] == set(item["choices"]), name
+                # List-valued choices reach Optuna as their JSON text.
+                assert seen[name] == {_encode(choice) for choice in item["choices"]}, name
             elif "low" in item:
                 assert {item["low"], item["high"]} <= seen[name], name
     # The conditional structure is real: single-tower specs never sample tower links.
     assert any(spec.towers == 1 for spec in specs) and any(spec.towers == 4 for spec in specs)
 
 
-def test_params_rebuild_the_same_spec() -> None:
-    space = load_space(SPACE_FILE)
+def test_heads_space_reaches_every_head_with_only_its_genes() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(HEADS_FILE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    heads_seen = set()
+    for _ in range(200):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        study.tell(trial, 0.0)
+        heads_seen.add(spec.head)
+        other_heads_genes = {
+            g for head, genes in HEAD_GENES.items() if head != spec.head for g in genes
+        }
+        assert not other_heads_genes & {name.split(".")[0] for name in trial.params}, spec.head
+        if spec.head == "icnet":
+            assert spec.towers == 1 and "towers" not in trial.params
+    assert heads_seen == set(HEADS)
+
+
+def test_heads_space_searches_the_same_backbone_as_dfanet() -> None:
+    """The two spaces differ only in heads: their backbone genes must not drift apart."""
+    dfanet = yaml.safe_load(SPACE_FILE.read_text())["genes"]
+    heads = yaml.safe_load(HEADS_FILE.read_text())["genes"]
+    head_only = {"head", "towers"} | {g for genes in HEAD_GENES.values() for g in genes}
+    assert {g: e for g, e in heads.items() if g not in head_only} == {
+        g: e for g, e in dfanet.items() if g not in head_only
+    }
+    assert {**heads["towers"], "when": None} == {**dfanet["towers"], "when": None}
+
+
+@pytest.mark.parametrize("space_file", SPACE_FILES, ids=lambda path: path.stem)
+def test_params_rebuild_the_same_spec(space_file: Path) -> None:
+    space = load_space(space_file)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     for _ in range(20):
         trial = study.ask()
@@ -58,6 +95,10 @@ def test_with_fixed_pins_a_gene() -> None:
     space = load_space(SPACE_FILE).with_fixed({"input_size": [256, 512]})
     trial = optuna.create_study().ask()
     assert space.suggest(trial).input_size == (256, 512)
+
+
+def _encode(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list) else value
 
 
 def write_space(tmp_path: Path, genes: dict[str, Any], **top: Any) -> Path:
@@ -75,6 +116,9 @@ def write_space(tmp_path: Path, genes: dict[str, Any], **top: Any) -> Path:
         ({"widths": [{"choices": [32]}]}, "gene 'widths' needs 3 entries"),
         ({"widths": [{"choices": [30]}, {"value": 96}, {"value": 192}]}, "widths.0"),
         ({"head": {"choices": ["dfa", "psp"]}}, "gene 'head' value 'psp'"),
+        # dfanet.yaml's base has three towers, which ICNet does not take.
+        ({"head": {"choices": ["dfa", "icnet"]}}, "value 'icnet': gene 'towers'"),
+        ({"aspp_rates": {"choices": [[6, 12], [12, 6]]}}, "gene 'aspp_rates' value \\[12, 6\\]"),
         ({"fc_attention": {"choices": [True], "when": {"towers": [2]}}}, "refers to 'towers'"),
         ({"towers": {"choices": []}}, "non-empty list"),
         ({"towers": {"low": 1, "high": 4, "stepp": 1}}, "unknown key 'stepp'"),

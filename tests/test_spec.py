@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from search_space.spec import ArchSpec, SpecError, deepest_stride, gene_names
+from search_space.spec import HEAD_GENES, HEADS, ArchSpec, SpecError, deepest_stride, gene_names
 
 # One or more bad values for every gene: each must be rejected with the gene's name.
 BAD_VALUES: dict[str, list[Any]] = {
@@ -22,6 +22,15 @@ BAD_VALUES: dict[str, list[Any]] = {
     "decoder_high_level": [None],
     "decoder_low_level": [0],
     "decoder_fuse_kernel": [2, 0, 9],
+    "aspp_channels": [0, 2048, "128"],
+    "aspp_rates": [[], [6, 12, 18, 24, 30], [12, 6], [6, 6], [0, 6], [6, 12.0], 6, [6, 100]],
+    "aspp_separable": ["false", None],
+    "icnet_scales": [[4], [2, 4], [4, 4, 1], [4, 2, 1, 1], [4, 2, 0], [32, 2], [4.0, 1], 4],
+    "icnet_channels": [0, True],
+    "icnet_branch_channels": [0, 1025],
+    "icnet_branch_depth": [0, 6, "3"],
+    "bisenet_spatial_channels": [0, 64.0],
+    "bisenet_channels": [-1, None],
     "input_size": [[1024], [1024, 0], [1024, 1024, 3], [32, 32], [10000, 1024]],
 }
 
@@ -79,3 +88,40 @@ def test_smallest_accepted_input_per_tower_count(towers: int) -> None:
     ArchSpec(towers=towers, input_size=(side, side))
     with pytest.raises(SpecError, match=f"at least {side}"):
         ArchSpec(towers=towers, input_size=(side - 1, side * 2))
+
+
+def test_every_head_lists_its_genes() -> None:
+    assert set(HEADS) == set(HEAD_GENES)
+    head_genes = [gene for genes in HEAD_GENES.values() for gene in genes]
+    assert len(head_genes) == len(set(head_genes)) and set(head_genes) <= set(gene_names())
+    spec = ArchSpec(towers=1, head="aspp", aspp_rates=[3, 6])
+    assert spec.head_genes() == {
+        "aspp_channels": 128,
+        "aspp_rates": [3, 6],
+        "aspp_separable": False,
+    }
+
+
+def test_list_genes_of_variable_length_name_the_range() -> None:
+    with pytest.raises(SpecError, match="gene 'aspp_rates': expected a list of 1 to 4 values"):
+        ArchSpec(aspp_rates=())
+    with pytest.raises(SpecError, match="strictly decreasing values"):
+        ArchSpec(icnet_scales=(1, 2))
+    assert ArchSpec(aspp_rates=[2], icnet_scales=[8, 4, 2, 1]).aspp_rates == (2,)
+
+
+def test_icnet_takes_one_tower() -> None:
+    ArchSpec(head="icnet", towers=1)
+    with pytest.raises(SpecError, match="gene 'towers': head 'icnet' takes one tower") as caught:
+        ArchSpec(head="icnet", towers=2)
+    assert caught.value.gene == "towers"
+    # The rule belongs to the head: the same genes with another head are fine.
+    ArchSpec(head="dfa", towers=2, icnet_scales=(8, 1))
+
+
+@pytest.mark.parametrize("coarsest", [2, 4, 8])
+def test_icnet_smallest_input_fits_its_coarsest_branch(coarsest: int) -> None:
+    side = coarsest * deepest_stride(1)
+    spec = ArchSpec(head="icnet", towers=1, icnet_scales=(coarsest, 1), input_size=(side, side))
+    with pytest.raises(SpecError, match=f"gene 'input_size'.*at least {side}"):
+        spec.replace(input_size=(side - 1, side * 2))
