@@ -68,6 +68,15 @@ class Dimension:
             return trial.suggest_int(self.name, self.low, self.high, step=step or 1, log=self.log)
         return self.value
 
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return _encode(value) in [_encode(choice) for choice in self.choices]
+        if self.low is not None:
+            assert self.high is not None
+            on_step = self.log or (value - self.low) % self.step == 0
+            return self.low <= value <= self.high and on_step
+        return _encode(value) == _encode(self.value)
+
     def candidate_values(self) -> tuple[Any, ...]:
         """Values worth checking at load: every choice, or both ends of a range."""
         if self.choices is not None:
@@ -117,6 +126,30 @@ class SearchSpace:
             else:
                 genes[dimension.gene][dimension.item] = value
         return ArchSpec.from_dict(genes)
+
+    def params_for(self, spec: ArchSpec) -> dict[str, Any]:
+        """The parameters that make this space propose `spec` (to enqueue a known design);
+        a `SpaceError` naming the gene when the space cannot propose it."""
+        params: dict[str, Any] = {}
+        for dimension in self.dimensions:
+            if dimension.is_fixed or not dimension.active(params):
+                continue
+            value = getattr(spec, dimension.gene)
+            value = value[dimension.item] if dimension.item is not None else value
+            if not dimension.contains(value):
+                raise SpaceError(
+                    f"space '{self.name}' cannot propose {value!r} for gene '{dimension.name}'"
+                )
+            params[dimension.name] = _encode(value)
+        proposed = self.spec_from_params(params)
+        if proposed != spec:
+            differing = [
+                gene for gene in spec.to_dict() if getattr(spec, gene) != getattr(proposed, gene)
+            ]
+            raise SpaceError(
+                f"space '{self.name}' fixes {differing} to other values than the architecture's"
+            )
+        return params
 
     def with_fixed(self, genes: Mapping[str, Any]) -> SearchSpace:
         """The same space with some genes pinned (e.g. the study's input size)."""

@@ -1,4 +1,4 @@
-"""Shared test settings: quiet third-party logging, no wandb processes, one torch thread."""
+"""Shared test settings: no wandb processes, a fixed torch seed per test."""
 
 from __future__ import annotations
 

@@ -146,3 +146,17 @@ def test_unguarded_combination_is_reported_at_sampling(tmp_path: Path) -> None:
     space = load_space(path)
     with pytest.raises(SpaceError, match="Add a `when` condition"):
         space.suggest(optuna.create_study().ask())
+
+
+def test_params_for_enqueues_the_reference_designs() -> None:
+    from search_space.registry import get_arch
+
+    space = load_space(SPACE_FILE).with_fixed({"input_size": [256, 512]})
+    for name in ("dfanet_a", "dfanet_b", "backbone_a_x2_hl"):
+        spec = get_arch(name).replace(input_size=(256, 512))
+        assert space.spec_from_params(space.params_for(spec)) == spec
+    outside = get_arch("dfanet_a").replace(widths=(40, 96, 192), input_size=(256, 512))
+    with pytest.raises(SpaceError, match=r"gene 'widths\.0'"):
+        space.params_for(outside)
+    with pytest.raises(SpaceError, match="input_size"):
+        space.params_for(get_arch("dfanet_a"))  # 1024x1024: the space pins 256x512

@@ -1,0 +1,63 @@
+"""Early stopping for a multi-objective study, which Optuna does not provide.
+
+At each evaluation, a trial whose validation mIoU is beaten at the same step by at least
+`min_dominating` finished, feasible trials that cost no more MAdds is stopped: those trials
+already show that, at this budget, it will not reach the front. It is stored as PRUNED with
+its curve and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    enabled: bool = False
+    min_dominating: int = 3  # finished trials that must beat this one at the same step
+    margin: float = 0.0  # mIoU points by which they must beat it
+    min_step: int = 0  # never stop before this step
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EarlyStoppingConfig:
+        return cls(**dict(values))
+
+
+def curve_value_at(curve: list[list[float]] | None, step: int) -> float | None:
+    for point_step, miou in curve or ():
+        if int(point_step) == step:
+            return float(miou)
+    return None
+
+
+class MultiObjectiveStopper:
+    def __init__(self, config: EarlyStoppingConfig, study: optuna.Study, gmadds: float) -> None:
+        self.config = config
+        self.study = study
+        self.gmadds = gmadds
+
+    def reason_to_stop(self, step: int, miou: float) -> str | None:
+        """None to go on, or why the trial should stop."""
+        if not self.config.enabled or step < self.config.min_step:
+            return None
+        finished = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        better = []
+        for trial in finished:
+            attrs = trial.user_attrs
+            if attrs.get("infeasible") or attrs.get("gmadds", float("inf")) > self.gmadds:
+                continue
+            theirs = curve_value_at(attrs.get("curve"), step)
+            if theirs is not None and theirs > miou + self.config.margin:
+                better.append(trial.number)
+        if len(better) < self.config.min_dominating:
+            return None
+        return (
+            f"at step {step} its validation mIoU {miou:.2f} was beaten by {len(better)} "
+            f"finished trials with no more MAdds ({self.gmadds:.3f} G): "
+            f"{', '.join(f'#{n}' for n in better[:10])}"
+        )

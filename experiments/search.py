@@ -1,0 +1,323 @@
+"""`python -m experiments.search +study=demo|cityscapes`: the multi-objective study.
+
+Configuration errors (a missing dataset, a bad space, an unknown sampler) fail here before the
+first trial. Re-running the same command resumes the study: `study.n_trials` is the number of
+finished (COMPLETE or PRUNED) trials to reach, not a number to add. `study.n_workers=N` runs N
+processes on the same storage; several hosts run the same command against one PostgreSQL URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import optuna
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from optuna.trial import TrialState
+
+from experiments.data import DatasetError
+from experiments.datasets import build_datasets
+from experiments.optuna_setup import make_sampler, make_storage
+from experiments.runtime import Runtime, environment_facts, resolve_device
+from experiments.study import (
+    DIRECTIONS,
+    OBJECTIVE_NAMES,
+    StudySettings,
+    TrialContext,
+    run_trial,
+)
+from experiments.tracking import make_tracker
+from experiments.trainer import TrainerConfig
+from search_space.registry import get_arch
+from search_space.space import SearchSpace, SpaceError, load_space
+from search_space.spec import SpecError
+
+log = logging.getLogger("experiments.search")
+CONFIG_ERRORS = (
+    ValueError,
+    KeyError,
+    SpecError,
+    SpaceError,
+    DatasetError,
+    FileNotFoundError,
+    OmegaConfBaseException,
+)
+
+
+class StudyAborted(RuntimeError):
+    """Too many trials failed: something is wrong with every trial, not with one."""
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class SearchSetup:
+    config: dict[str, Any]
+    settings: StudySettings
+    space: SearchSpace
+    trainer_config: TrainerConfig
+
+
+def prepare(config: Mapping[str, Any]) -> SearchSetup:
+    """Check everything that can be checked before the first trial; raise on any error."""
+    if "study" not in config:
+        raise ValueError(
+            "choose a study: python -m experiments.search +study=demo (built-in data, a few "
+            "minutes on a CPU) or +study=cityscapes (dataset.root=/path/to/cityscapes)"
+        )
+    settings = StudySettings.from_dict(config["study"])
+    input_size = config["study"].get("input_size") or config["dataset"]["input_size"]
+    space = load_space(config["space"], name=config["space"].get("name")).with_fixed(
+        {"input_size": list(input_size)}
+    )
+    for name in settings.reference_designs:
+        get_arch(name)  # an unknown name fails here, listing the registry
+    trainer_config = TrainerConfig.from_dict(dict(config["trainer"]))
+    build_datasets(  # indexes and checks every file of the dataset
+        config["dataset"], input_size=tuple(input_size), scale_range=trainer_config.scale_range
+    )
+    make_sampler(config["sampler"], settings.seed)
+    return SearchSetup(dict(config), settings, space, trainer_config)
+
+
+def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
+    config = setup.config
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(
+            study_name=setup.settings.name,
+            storage=make_storage(config["storage"]),
+            sampler=make_sampler(config["sampler"], setup.settings.seed + worker),
+            directions=DIRECTIONS,
+            load_if_exists=True,
+        )
+        if list(study.directions) != [
+            optuna.study.StudyDirection.MAXIMIZE,
+            optuna.study.StudyDirection.MINIMIZE,
+        ]:
+            raise ValueError(f"study '{study.study_name}' exists with other objectives")
+        study.set_metric_names(OBJECTIVE_NAMES)
+    return study
+
+
+def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
+    """Describe a new study and enqueue the paper's designs as its first trials."""
+    if study.user_attrs.get("initialised"):
+        return
+    config, settings = setup.config, setup.settings
+    input_size = config["study"].get("input_size") or config["dataset"]["input_size"]
+    facts = environment_facts(torch.device("cpu"))
+    for key, value in {
+        "kind": "search",
+        "dataset": config["dataset"]["name"],
+        "split": config["dataset"].get("val_split", "val"),
+        "input_size": list(input_size),
+        "space": setup.space.name,
+        "sampler": config["sampler"]["name"],
+        "seed": settings.seed,
+        "gmadds_budget": settings.gmadds_budget,
+        "trainer": dict(config["trainer"]),
+        "versions": {k: facts[k] for k in ("python", "torch", "optuna", "git_commit")},
+        "config": config,
+    }.items():
+        study.set_user_attr(key, value)
+    for name in settings.reference_designs:
+        spec = get_arch(name).replace(input_size=tuple(input_size))
+        try:
+            params = setup.space.params_for(spec)
+        except SpaceError as error:
+            log.warning("%s is not enqueued: %s", name, error)
+            continue
+        study.enqueue_trial(params, user_attrs={"reference": name})
+    study.set_user_attr("initialised", True)
+
+
+# ------------------------------------------------------------------------------- progress
+@dataclass(frozen=True)
+class Counts:
+    complete: int
+    infeasible: int
+    pruned: int
+    failed: int
+    running: int
+    front: int
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def count_trials(study: optuna.Study) -> Counts:
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    infeasible = sum(
+        t.state == TrialState.COMPLETE and bool(t.user_attrs.get("infeasible")) for t in trials
+    )
+    complete = states.count(TrialState.COMPLETE)
+    return Counts(
+        complete=complete,
+        infeasible=infeasible,
+        pruned=states.count(TrialState.PRUNED),
+        failed=states.count(TrialState.FAIL),
+        running=states.count(TrialState.RUNNING),
+        front=len(study.best_trials) if complete else 0,
+    )
+
+
+def progress_line(counts: Counts, target: int, started: float, finished_at_start: int) -> str:
+    elapsed = time.monotonic() - started
+    done_here = counts.finished - finished_at_start
+    remaining = max(0, target - counts.finished)
+    eta = f"{elapsed / done_here * remaining:.0f}s" if done_here else "?"
+    return (
+        f"[study] finished {counts.finished}/{target} | feasible "
+        f"{counts.complete - counts.infeasible} | infeasible {counts.infeasible} | pruned "
+        f"{counts.pruned} | failed {counts.failed} | running {counts.running} | front "
+        f"{counts.front} | {elapsed:.0f}s elapsed, ETA {eta}"
+    )
+
+
+# -------------------------------------------------------------------------------- workers
+def run_worker(config: dict[str, Any], worker: int, report_progress: bool) -> None:
+    """Run trials until the study has `n_trials` finished ones (checked before each trial, so
+    N workers overshoot by at most N - 1)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    setup = prepare(config)
+    settings = setup.settings
+    study = open_study(setup, worker)
+    device = resolve_device(config.get("device", "auto"))
+    if device.type == "cuda" and torch.cuda.device_count() > 1 and device.index is None:
+        device = torch.device("cuda", worker % torch.cuda.device_count())
+    threads = config["study"].get("threads_per_worker")
+    if threads:
+        torch.set_num_threads(int(threads))
+    input_size = tuple(config["study"].get("input_size") or config["dataset"]["input_size"])
+    train_set, val_set, num_classes = build_datasets(
+        config["dataset"],
+        input_size=input_size,  # type: ignore[arg-type]
+        scale_range=setup.trainer_config.scale_range,
+    )
+    context = TrialContext(
+        settings=settings,
+        space=setup.space,
+        trainer_config=setup.trainer_config,
+        train_set=train_set,
+        val_set=val_set,
+        num_classes=num_classes,
+        runtime=Runtime(device),
+        tracker=make_tracker(config["tracking"]),
+        output_dir=Path(config["output_dir"]) / "studies",
+    )
+    started, at_start = time.monotonic(), count_trials(study).finished
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if report_progress:
+            print(
+                progress_line(count_trials(study), settings.n_trials, started, at_start), flush=True
+            )
+
+    while True:
+        counts = count_trials(study)
+        if counts.finished >= settings.n_trials:
+            return
+        if counts.failed >= settings.max_failed_trials:
+            raise StudyAborted(
+                f"{counts.failed} trials failed (study.max_failed_trials="
+                f"{settings.max_failed_trials}); see their fail_reason attributes"
+            )
+        study.optimize(
+            lambda trial: run_trial(trial, context),
+            n_trials=1,
+            catch=(Exception,),
+            callbacks=[after_trial],
+        )
+
+
+def _worker_process(config: dict[str, Any], worker: int) -> None:
+    run_worker(config, worker, report_progress=False)
+
+
+def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
+    """N worker processes on the storage; this process only reports progress."""
+    settings = setup.settings
+    context = multiprocessing.get_context("spawn")
+    config = dict(setup.config)
+    # Share the cores: N processes each using every core would thrash.
+    config["study"] = {
+        **config["study"],
+        "threads_per_worker": config["study"].get("threads_per_worker")
+        or max(1, (os.cpu_count() or 1) // settings.n_workers),
+    }
+    workers = [
+        context.Process(target=_worker_process, args=(config, index), daemon=False)
+        for index in range(settings.n_workers)
+    ]
+    for process in workers:
+        process.start()
+    started, at_start, last = time.monotonic(), count_trials(study).finished, None
+    while any(process.is_alive() for process in workers):
+        time.sleep(2.0)
+        line = progress_line(count_trials(study), settings.n_trials, started, at_start)
+        if line.split("|")[:6] != (last or "").split("|")[:6]:
+            print(line, flush=True)
+            last = line
+    codes = [process.exitcode for process in workers]
+    if any(codes):
+        raise StudyAborted(f"worker processes exited with codes {codes}")
+
+
+# ----------------------------------------------------------------------------------- main
+def search(config: dict[str, Any]) -> optuna.Study:
+    setup = prepare(config)
+    study = open_study(setup)
+    initialise_study(study, setup)
+    counts = count_trials(study)
+    print(
+        f"study '{setup.settings.name}': {counts.finished} finished trials stored, target "
+        f"{setup.settings.n_trials}, {setup.settings.n_workers} worker(s)",
+        flush=True,
+    )
+    if setup.settings.n_workers == 1:
+        run_worker(setup.config, 0, report_progress=True)
+    else:
+        run_parallel(setup, study)
+    return study
+
+
+def summarise(study: optuna.Study, output_dir: Path) -> None:
+    from analysis.load import load_trials
+    from analysis.report import format_front, write_report
+
+    frame = load_trials(study)
+    print(format_front(frame))
+    report = write_report(study, output_dir / "reports" / study.study_name)
+    print(f"report: {report}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+def main(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        study = search(config)
+    except CONFIG_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except StudyAborted as error:
+        print(f"study stopped: {error}", file=sys.stderr)
+        sys.exit(1)
+    summarise(study, Path(config["output_dir"]))
+
+
+if __name__ == "__main__":
+    main()

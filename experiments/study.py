@@ -1,0 +1,167 @@
+"""One trial of a study: sample -> count MAdds -> (infeasible: stop) -> train -> evaluate -> record.
+
+Everything a trial knows goes into its user attributes (the contract `analysis` reads): the
+spec, parameters, both MAdds figures, times, throughput, the validation curve, device, versions,
+commit, seed, and the reason when it failed or was stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from experiments.data import CityscapesDataset
+from experiments.early_stopping import EarlyStoppingConfig, MultiObjectiveStopper
+from experiments.runtime import Runtime, environment_facts
+from experiments.tracking import TrialTracker
+from experiments.trainer import Trainer, TrainerConfig
+from search_space.cost import count_madds, fvcore_default_total
+from search_space.model import build
+from search_space.space import SearchSpace
+from search_space.spec import ArchSpec
+
+OBJECTIVE_NAMES = ["mIoU", "GMAdds"]
+DIRECTIONS = ["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    name: str
+    n_trials: int
+    n_workers: int
+    seed: int
+    gmadds_budget: float | None
+    reference_designs: tuple[str, ...]
+    early_stopping: EarlyStoppingConfig
+    max_failed_trials: int
+    keep_checkpoints: bool
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> StudySettings:
+        settings = cls(
+            name=str(values["name"]),
+            n_trials=int(values["n_trials"]),
+            n_workers=int(values.get("n_workers", 1)),
+            seed=int(values.get("seed", 0)),
+            gmadds_budget=(
+                None if values.get("gmadds_budget") is None else float(values["gmadds_budget"])
+            ),
+            reference_designs=tuple(values.get("reference_designs", ())),
+            early_stopping=EarlyStoppingConfig.from_dict(values.get("early_stopping", {})),
+            max_failed_trials=int(values.get("max_failed_trials", 10)),
+            keep_checkpoints=bool(values.get("keep_checkpoints", True)),
+        )
+        for field in ("n_trials", "n_workers", "max_failed_trials"):
+            if getattr(settings, field) < 1:
+                raise ValueError(f"study.{field} must be >= 1, got {getattr(settings, field)}")
+        return settings
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one worker shares: built once, before the first trial."""
+
+    settings: StudySettings
+    space: SearchSpace
+    trainer_config: TrainerConfig
+    train_set: CityscapesDataset
+    val_set: CityscapesDataset
+    num_classes: int
+    runtime: Runtime
+    tracker: TrialTracker
+    output_dir: Path
+
+
+def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]:
+    settings = context.settings
+    spec = context.space.suggest(trial)
+    cost = count_madds(spec, context.num_classes)
+    attrs: dict[str, Any] = {
+        "spec": spec.to_dict(),
+        "n_params": cost.params,
+        "madds": cost.madds,
+        "gmadds": cost.gmadds,
+        "seed": settings.seed,
+        **environment_facts(context.runtime.device),
+    }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    infeasible = settings.gmadds_budget is not None and cost.gmadds > settings.gmadds_budget
+    if settings.gmadds_budget is not None:
+        trial.set_constraint("gmadds_budget", cost.gmadds - settings.gmadds_budget)
+    trial.set_user_attr("infeasible", infeasible)
+    if infeasible:
+        # Never trained: 0.0 is a placeholder the analysis never reads as a measurement.
+        return 0.0, cost.gmadds
+
+    tracker = context.tracker
+    tracker.start(settings.name, trial.number, {**attrs, "params": trial.params})
+    state = "FAIL"
+    try:
+        trial.set_user_attr("fvcore_total", fvcore_default_total(spec, context.num_classes))
+        result = _train(trial, spec, cost.gmadds, context)
+        state = "COMPLETE"
+    except optuna.TrialPruned:
+        state = "PRUNED"
+        raise
+    except Exception as error:
+        trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        tracker.finish({"gmadds": cost.gmadds}, state)
+        if context.runtime.device.type == "cuda":
+            torch.cuda.empty_cache()
+    miou = 100.0 * result.scores.miou
+    for key, value in {
+        "train_seconds": result.train_seconds,
+        "images_per_second": result.images_per_second,
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "per_class_iou": [None if v != v else 100.0 * v for v in result.scores.per_class_iou],
+    }.items():
+        trial.set_user_attr(key, value)
+    tracker.log({"mIoU": miou, "GMAdds": cost.gmadds})
+    return miou, cost.gmadds
+
+
+def _train(trial: optuna.Trial, spec: ArchSpec, gmadds: float, context: TrialContext) -> Any:
+    settings, config = context.settings, context.trainer_config
+    stopper = MultiObjectiveStopper(settings.early_stopping, trial.study, gmadds)
+    curve: list[list[float]] = []
+
+    def on_evaluation(step: int, miou: float) -> None:
+        curve.append([step, 100.0 * miou])
+        trial.set_user_attr("curve", curve)
+        context.tracker.log({"val/mIoU": 100.0 * miou}, step=step)
+        if step >= config.steps:
+            return  # the final evaluation is the result, not a reason to stop
+        reason = stopper.reason_to_stop(step, 100.0 * miou)
+        if reason is not None:
+            trial.set_user_attr("prune_reason", reason)
+            trial.set_user_attr("steps", step)
+            raise optuna.TrialPruned(reason)
+
+    run_dir = context.output_dir / settings.name / f"trial_{trial.number:04d}"
+    torch.manual_seed(settings.seed)
+    started = time.perf_counter()
+    trainer = Trainer(
+        build(spec, context.num_classes),
+        context.train_set,
+        context.val_set,
+        config,
+        context.runtime,
+        num_classes=context.num_classes,
+        run_dir=run_dir if settings.keep_checkpoints else None,
+        on_evaluation=on_evaluation,
+        seed=settings.seed,
+    )
+    try:
+        return trainer.fit()
+    finally:
+        trial.set_user_attr("wall_seconds", time.perf_counter() - started)

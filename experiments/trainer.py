@@ -1,0 +1,323 @@
+"""The trainer: SGD + poly schedule with warm-up, CE (+ OHEM, + auxiliaries), evaluation every K
+steps, checkpoint and resume, AMP and channels-last on CUDA, DDP under torchrun.
+
+Training is counted in steps (iterations), as the paper's recipe is; the data loader is cycled.
+The validation curve it records at every evaluation is what a study reads to stop a trial early:
+`on_evaluation(step, miou)` is called after each evaluation and may raise to stop the run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from experiments.evaluation import autocast_for, eval_loader, evaluate
+from experiments.losses import LossConfig, SegmentationLoss
+from experiments.metrics import SegmentationScores
+from experiments.runtime import Runtime
+from search_space.model import SegmentationNet
+from search_space.outputs import TrainOutput
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: the run cannot recover, so it stops here."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(
+            f"loss is {value} at step {step}: training diverged (lower trainer.lr, raise "
+            "trainer.warmup_steps, or turn off AMP)"
+        )
+        self.step = step
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    steps: int = 300
+    batch_size: int = 8  # global: split over the processes of a distributed run
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    warmup_steps: int = 20
+    poly_power: float = 0.9
+    eval_every: int = 0  # 0: evaluate once, at the end
+    eval_batch_size: int = 8
+    num_workers: int = 2
+    scale_range: tuple[float, float] = (0.75, 1.5)  # relative to the architecture's input size
+    amp: bool = True  # CUDA only
+    channels_last: bool = True  # CUDA only
+    sync_bn: bool = False  # distributed CUDA runs only
+    checkpoint_every: int = 0  # 0: only at the end (when a run directory is given)
+    progress: bool = True
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "num_workers", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainerConfig:
+        values = dict(values)
+        loss = LossConfig(**values.pop("loss", {}))
+        if "scale_range" in values:
+            values["scale_range"] = tuple(values["scale_range"])
+        return cls(**values, loss=loss)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    scores: SegmentationScores
+    curve: list[tuple[int, float]]  # (step, validation mIoU)
+    final_loss: float
+    losses: list[float]  # the training loss of every step, for the record and for plots
+    train_seconds: float  # training steps only, evaluation excluded
+    images_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def poly_with_warmup(step: int, *, total: int, warmup: int, power: float) -> float:
+    """LR multiplier: linear warm-up to 1, then (1 - progress) ** power down to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return (1.0 - min(progress, 1.0)) ** power
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_set: Dataset[tuple[Tensor, Tensor]],
+        val_set: Dataset[tuple[Tensor, Tensor]],
+        config: TrainerConfig,
+        runtime: Runtime,
+        *,
+        num_classes: int,
+        run_dir: Path | None = None,
+        on_evaluation: Callable[[int, float], None] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.num_classes = num_classes
+        self.run_dir = run_dir
+        self.on_evaluation = on_evaluation
+        self.seed = seed
+        cuda = runtime.device.type == "cuda"
+        if runtime.distributed and cuda and config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(runtime.device)
+        if cuda and config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.module = self.model  # the unwrapped network, for checkpoints and evaluation
+        if runtime.distributed:
+            self.model = DistributedDataParallel(
+                self.model, device_ids=[runtime.device.index] if cuda else None
+            )
+        self.optimizer = torch.optim.SGD(
+            self.module.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: poly_with_warmup(
+                step, total=config.steps, warmup=config.warmup_steps, power=config.poly_power
+            ),
+        )
+        # bf16 needs no loss scaling; fp16 does. The scaler is inert when disabled.
+        use_fp16 = cuda and config.amp and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+        self.loss = SegmentationLoss(config.loss)
+        self.train_loader = self._train_loader(train_set)
+        self.val_loader = eval_loader(
+            val_set, runtime, config.eval_batch_size, min(config.num_workers, 2)
+        )
+        self.step = 0
+        self.curve: list[tuple[int, float]] = []
+        self.train_seconds = 0.0
+        self.images_seen = 0
+        self.losses: list[float] = []
+
+    # ------------------------------------------------------------------------------ data
+    def _train_loader(self, dataset: Dataset[tuple[Tensor, Tensor]]) -> DataLoader:
+        config, runtime = self.config, self.runtime
+        if config.batch_size % runtime.world_size:
+            raise ValueError(
+                f"trainer.batch_size={config.batch_size} must be divisible by the number of "
+                f"processes ({runtime.world_size})"
+            )
+        per_process = config.batch_size // runtime.world_size
+        if len(dataset) < per_process:  # type: ignore[arg-type]
+            raise ValueError(
+                f"the training set has {len(dataset)} images, fewer than one batch "  # type: ignore[arg-type]
+                f"({per_process})"
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        sampler = (
+            DistributedSampler(dataset, shuffle=True, seed=self.seed)
+            if runtime.distributed
+            else RandomSampler(dataset, generator=generator)
+        )
+        return DataLoader(
+            dataset,
+            batch_size=per_process,
+            sampler=sampler,
+            num_workers=config.num_workers,
+            pin_memory=runtime.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=config.num_workers > 0,
+            generator=generator,
+        )
+
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch = 0
+        while True:
+            if isinstance(self.train_loader.sampler, DistributedSampler):
+                self.train_loader.sampler.set_epoch(epoch)
+            yield from self.train_loader
+            epoch += 1
+
+    # ----------------------------------------------------------------------------- training
+    def fit(self) -> TrainResult:
+        config, device = self.config, self.runtime.device
+        batches = self._batches()
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            unit="step",
+            disable=not (config.progress and self.runtime.is_main),
+            dynamic_ncols=True,
+        )
+        loss_value = math.nan
+        self.model.train()
+        while self.step < config.steps:
+            started = time.perf_counter()
+            image, label = next(batches)
+            loss_value = self._train_step(
+                image.to(device, non_blocking=True), label.to(device, non_blocking=True)
+            )
+            self.losses.append(loss_value)
+            self.step += 1
+            self.train_seconds += time.perf_counter() - started
+            self.images_seen += len(image) * self.runtime.world_size
+            rate = self.images_seen / max(self.train_seconds, 1e-9)
+            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{rate:.1f}", refresh=False)
+            bar.update()
+            if (
+                config.eval_every
+                and self.step % config.eval_every == 0
+                and self.step < config.steps
+            ):
+                self._evaluate_and_report()
+            if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        scores = self._evaluate_and_report()
+        self.save_checkpoint()
+        return TrainResult(
+            steps=self.step,
+            scores=scores,
+            curve=list(self.curve),
+            final_loss=loss_value,
+            losses=list(self.losses),
+            train_seconds=self.train_seconds,
+            images_per_second=self.images_seen / max(self.train_seconds, 1e-9),
+        )
+
+    def _train_step(self, image: Tensor, label: Tensor) -> float:
+        if self.runtime.device.type == "cuda" and self.config.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with autocast_for(self.runtime.device, self.config.amp):
+            output = self.model(image)
+        if not isinstance(output, TrainOutput):
+            raise TypeError("a model in train mode must return a TrainOutput")
+        loss = self.loss(output, label)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(self.step, value)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return value
+
+    def _evaluate_and_report(self) -> SegmentationScores:
+        scores = evaluate(
+            self.module,
+            self.val_loader,
+            num_classes=self.num_classes,
+            device=self.runtime.device,
+            amp=self.config.amp,
+        )
+        self.curve.append((self.step, scores.miou))
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.step, scores.miou)
+        return scores
+
+    # -------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / "checkpoint.pt" if self.run_dir else None
+
+    def save_checkpoint(self) -> None:
+        path = self.checkpoint_path
+        if path is None or not self.runtime.is_main:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "curve": self.curve,
+            "train_seconds": self.train_seconds,
+            "images_seen": self.images_seen,
+            "losses": self.losses,
+            "spec": self.module.spec.to_dict()
+            if isinstance(self.module, SegmentationNet)
+            else None,
+            "num_classes": self.num_classes,
+        }
+        # Write then rename: a run killed mid-save never leaves a truncated checkpoint.
+        partial = path.with_suffix(".partial")
+        torch.save(state, partial)
+        partial.replace(path)
+
+    def resume(self) -> bool:
+        """Continue from the run directory's checkpoint if there is one."""
+        path = self.checkpoint_path
+        if path is None or not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.runtime.device, weights_only=False)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.curve = [tuple(point) for point in state["curve"]]
+        self.train_seconds = float(state["train_seconds"])
+        self.images_seen = int(state["images_seen"])
+        self.losses = list(state["losses"])
+        return True

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.data import NUM_CLASSES, CityscapesDataset, EvalTransform, TrainTransform
+from experiments.metrics import ConfusionMatrix
+from experiments.runtime import Runtime
+from experiments.trainer import NonFiniteLossError, Trainer, TrainerConfig, poly_with_warmup
+from search_space.model import build
+from search_space.registry import get_arch
+from tests.synthetic_fixture import INPUT_SIZE, synthetic_root  # noqa: F401
+
+CPU = Runtime(torch.device("cpu"))
+
+
+def datasets(root: Path) -> tuple[CityscapesDataset, CityscapesDataset]:
+    train = CityscapesDataset(
+        root,
+        "train",
+        TrainTransform(crop_size=INPUT_SIZE, scale_range=(0.75, 1.25), base_size=INPUT_SIZE),
+    )
+    return train, CityscapesDataset(root, "val", EvalTransform(input_size=INPUT_SIZE))
+
+
+def make_trainer(root: Path, run_dir: Path | None = None, **overrides: object) -> Trainer:
+    settings = {
+        "steps": 40,
+        "batch_size": 4,
+        "lr": 0.05,
+        "warmup_steps": 5,
+        "eval_every": 20,
+        "eval_batch_size": 6,
+        "num_workers": 0,
+        "progress": False,
+        **overrides,
+    }
+    torch.manual_seed(0)
+    model = build(get_arch("backbone_b").replace(input_size=INPUT_SIZE), NUM_CLASSES)
+    train, val = datasets(root)
+    return Trainer(
+        model,
+        train,
+        val,
+        TrainerConfig(**settings),
+        CPU,  # type: ignore[arg-type]
+        num_classes=NUM_CLASSES,
+        run_dir=run_dir,
+    )
+
+
+def constant_prediction_miou(val: CityscapesDataset) -> float:
+    """mIoU of predicting the most frequent class everywhere: the floor a model must beat."""
+    labels = torch.stack([val[i][1] for i in range(len(val))])
+    valid = labels[labels != 255]
+    most_frequent = int(torch.bincount(valid).argmax())
+    matrix = ConfusionMatrix(NUM_CLASSES)
+    matrix.update(torch.full_like(labels, most_frequent), labels)
+    return matrix.result().miou
+
+
+def test_short_run_learns(synthetic_root: Path) -> None:  # noqa: F811
+    trainer = make_trainer(synthetic_root)
+    result = trainer.fit()
+    assert result.steps == 40
+    assert [step for step, _ in result.curve] == [20, 40]
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.8 * first, f"loss did not fall: {first:.3f} -> {last:.3f}"
+    _, val = datasets(synthetic_root)
+    assert result.scores.miou > constant_prediction_miou(val) + 0.02
+    assert result.images_per_second > 0
+    assert len(result.scores.per_class_iou) == NUM_CLASSES
+
+
+def test_resume_continues_from_the_checkpoint(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    first = make_trainer(synthetic_root, tmp_path, steps=6, eval_every=3)
+    first.fit()
+    saved = {k: v.clone() for k, v in first.module.state_dict().items()}
+    resumed = make_trainer(synthetic_root, tmp_path, steps=10, eval_every=3)
+    assert resumed.resume()
+    assert resumed.step == 6
+    for key, value in resumed.module.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    assert resumed.optimizer.state_dict()["state"], "momentum buffers were not restored"
+    result = resumed.fit()
+    assert result.steps == 10
+    assert [step for step, _ in result.curve] == [3, 6, 9, 10]
+    assert len(result.losses) == 10
+    assert not make_trainer(synthetic_root, tmp_path / "empty").resume()
+
+
+def test_non_finite_loss_stops_with_its_own_error(synthetic_root: Path) -> None:  # noqa: F811
+    trainer = make_trainer(synthetic_root, steps=3)
+    with torch.no_grad():
+        trainer.module.head.classifier.weight.fill_(math.nan)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 0"):
+        trainer.fit()
+
+
+def test_evaluation_callback_can_stop_the_run(synthetic_root: Path) -> None:  # noqa: F811
+    seen: list[tuple[int, float]] = []
+
+    class Stop(Exception):
+        pass
+
+    def on_evaluation(step: int, miou: float) -> None:
+        seen.append((step, miou))
+        raise Stop
+
+    trainer = make_trainer(synthetic_root, steps=10, eval_every=4)
+    trainer.on_evaluation = on_evaluation
+    with pytest.raises(Stop):
+        trainer.fit()
+    assert trainer.step == 4 and seen[0][0] == 4 and trainer.curve == seen
+
+
+def test_poly_schedule_with_warmup() -> None:
+    assert poly_with_warmup(0, total=100, warmup=10, power=0.9) == pytest.approx(0.1)
+    assert poly_with_warmup(9, total=100, warmup=10, power=0.9) == pytest.approx(1.0)
+    assert poly_with_warmup(10, total=100, warmup=10, power=0.9) == pytest.approx(1.0)
+    assert poly_with_warmup(55, total=100, warmup=10, power=0.9) == pytest.approx(0.5**0.9)
+    assert poly_with_warmup(100, total=100, warmup=10, power=0.9) == 0.0
+
+
+@pytest.mark.parametrize(("field", "value"), [("steps", 0), ("lr", 0.0), ("eval_every", -1)])
+def test_bad_trainer_settings_are_named(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"trainer.{field}"):
+        TrainerConfig(**{field: value})  # type: ignore[arg-type]
