@@ -26,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 
+from analysis.load import load_trials
+from analysis.report import format_front, write_report
 from experiments.data import DatasetError
 from experiments.datasets import build_datasets
 from experiments.optuna_setup import make_sampler, make_storage
@@ -295,8 +297,6 @@ def search(config: dict[str, Any]) -> optuna.Study:
 
 
 def summarise(study: optuna.Study, output_dir: Path) -> None:
-    from analysis.load import load_trials
-    from analysis.report import format_front, write_report
 
     frame = load_trials(study)
     print(format_front(frame))

@@ -1,0 +1,181 @@
+"""A study read back from its storage, and its trials as one pandas DataFrame.
+
+The frame has one row per trial, whatever its state:
+- `number`, `state` (Optuna's name), `status` (finished / infeasible / pruned / failed /
+  running / waiting), `feasible`;
+- one column per objective, named by the study's metric names (`mIoU`, `GMAdds`, ...);
+- `constraint.<name>` per constraint (feasible when <= 0);
+- the genes, flattened from the `spec` user attribute (`widths.0`, `widths.1`, ..., `head`),
+  or the trial's Optuna parameters when it has no spec (a trial that failed before building);
+- every other user attribute under its own name (lists such as `curve` kept as lists);
+- `datetime_start`, `datetime_complete`, `duration_s`.
+`df.attrs` carries the study's name and objectives, so functions given only the frame know the
+directions.
+
+Two project conventions are applied here, once, so no reader can get them wrong:
+- an infeasible trial was never trained: its stored mIoU (0.0) is a placeholder, not a
+  measurement, so the frame holds NaN there;
+- `GMAdds` is always a column when trials recorded their cost: the objective when the study
+  optimises it, the `gmadds` attribute otherwise (an ablation study may optimise mIoU only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+MIOU = "mIoU"
+GMADDS = "GMAdds"
+LATENCY = "latency_ms"
+HEAD = "head"
+CONSTRAINT_PREFIX = "constraint."
+DEFAULT_STORAGE = "sqlite:///outputs/studies.db"
+
+STATUS_FINISHED = "finished"
+STATUS_INFEASIBLE = "infeasible"
+STATUS_PRUNED = "pruned"
+STATUS_FAILED = "failed"
+_STATUS_OF_STATE = {
+    TrialState.PRUNED: STATUS_PRUNED,
+    TrialState.FAIL: STATUS_FAILED,
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    maximize: bool
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.maximize else "minimize"
+
+
+class StorageNotFoundError(FileNotFoundError):
+    """The storage named does not exist (opening it would silently create an empty one)."""
+
+
+class StudyNotFoundError(LookupError):
+    """No study of that name in the storage; the message lists the studies that are there."""
+
+    def __init__(self, name: str, location: str, present: Sequence[str]) -> None:
+        there = ", ".join(sorted(present)) if present else "none"
+        super().__init__(f"no study named {name!r} in {location}; studies there: {there}")
+        self.present = tuple(present)
+
+
+def open_storage(location: str) -> BaseStorage:
+    """An SQLAlchemy URL (`sqlite:///outputs/studies.db`, `postgresql://...`) or the path of an
+    Optuna journal file (`outputs/studies.journal`)."""
+    if "://" not in location:
+        path = Path(location)
+        if not path.is_file():
+            raise StorageNotFoundError(f"no journal file at {path}")
+        return JournalStorage(JournalFileBackend(str(path)))
+    if location.startswith("sqlite:///"):
+        path = Path(location.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise StorageNotFoundError(
+                f"no SQLite database at {path}: run a search first, or pass storage=URL"
+            )
+    return RDBStorage(location)
+
+
+def study_names(location: str) -> list[str]:
+    return sorted(optuna.get_all_study_names(storage=open_storage(location)))
+
+
+def load_study(name: str, location: str = DEFAULT_STORAGE) -> optuna.Study:
+    """The study, or a `StudyNotFoundError` that lists the studies in the storage."""
+    storage = open_storage(location)
+    present = optuna.get_all_study_names(storage=storage)
+    if name not in present:
+        raise StudyNotFoundError(name, location, present)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def study_objectives(study: optuna.Study) -> tuple[Objective, ...]:
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    return tuple(
+        Objective(name, direction == optuna.study.StudyDirection.MAXIMIZE)
+        for name, direction in zip(names, study.directions, strict=True)
+    )
+
+
+def frame_objectives(df: pd.DataFrame) -> tuple[Objective, ...]:
+    return df.attrs["objectives"]
+
+
+def load_trials(study: optuna.Study) -> pd.DataFrame:
+    objectives = study_objectives(study)
+    df = pd.DataFrame([_row(trial, objectives) for trial in study.get_trials(deepcopy=False)])
+    # The leading columns exist even in a study without trials, so selections never KeyError.
+    leading = ["number", "state", "status", "feasible", *(o.name for o in objectives)]
+    df = df.reindex(columns=[*leading, *(c for c in df.columns if c not in leading)])
+    df.attrs = {
+        "study_name": study.study_name,
+        "objectives": objectives,
+    }
+    return df
+
+
+def finished(df: pd.DataFrame) -> pd.DataFrame:
+    """The trials a front or a statistic may use: complete, feasible, every objective present."""
+    names = [objective.name for objective in frame_objectives(df)]
+    mask = (df["status"] == STATUS_FINISHED) & df[names].notna().all(axis=1)
+    return df[mask]
+
+
+def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:
+    attrs = dict(trial.user_attrs)
+    constraints = trial.constraints
+    infeasible = bool(attrs.get("infeasible")) or any(v > 0 for v in constraints.values())
+    if trial.state == TrialState.COMPLETE:
+        status = STATUS_INFEASIBLE if infeasible else STATUS_FINISHED
+    else:
+        status = _STATUS_OF_STATE[trial.state]
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "status": status,
+        "feasible": trial.state == TrialState.COMPLETE and not infeasible,
+    }
+    values = trial.values or [math.nan] * len(objectives)
+    for objective, value in zip(objectives, values, strict=True):
+        untrained = objective.name == MIOU and status == STATUS_INFEASIBLE
+        row[objective.name] = math.nan if untrained else value
+    if GMADDS not in row and "gmadds" in attrs:
+        row[GMADDS] = attrs["gmadds"]
+    for name, value in constraints.items():
+        row[f"{CONSTRAINT_PREFIX}{name}"] = value
+    spec = attrs.pop("spec", None)
+    genes = _flatten(spec) if isinstance(spec, dict) else dict(trial.params)
+    for name, value in (*genes.items(), *attrs.items()):
+        # Objectives come first: a `latency_ms` attribute equals the objective when both exist.
+        row.setdefault(name, value)
+    row["datetime_start"] = trial.datetime_start
+    row["datetime_complete"] = trial.datetime_complete
+    row["duration_s"] = trial.duration.total_seconds() if trial.duration else math.nan
+    return row
+
+
+def _flatten(spec: dict[str, Any]) -> dict[str, Any]:
+    """List genes become one column per item, named like the space's Optuna parameters."""
+    flat: dict[str, Any] = {}
+    for gene, value in spec.items():
+        if isinstance(value, list):
+            flat.update({f"{gene}.{index}": item for index, item in enumerate(value)})
+        else:
+            flat[gene] = value
+    return flat

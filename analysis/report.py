@@ -1,0 +1,407 @@
+"""The report of one study: `report.md` beside its figures and CSV files, and a self-contained
+`report.html` (figures and CSV files embedded) that opens offline.
+
+    python -m analysis.report study=NAME [storage=URL] [out=DIR] [reference=V1,V2[,V3]]
+
+`storage` is an SQLAlchemy URL (default `sqlite:///outputs/studies.db`) or the path of an
+Optuna journal file; `out` defaults to `outputs/reports/NAME`; `reference` is the hypervolume's
+reference point, one value per objective in the study's order (default: see
+`hypervolume.default_reference`). Arguments are key=value tokens, read here rather than by
+Hydra: conf/ has a `study` group that `study=` would select.
+
+A study with no feasible finished trial has no front, hypervolume or importance to report:
+`write_report` then writes nothing and raises `NoFinishedTrialsError`, whose message gives the
+trial counts and the failure reasons; the command prints it and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis import document as doc
+from analysis import plots
+from analysis.hypervolume import (
+    ReferencePoint,
+    default_reference,
+    hypervolume_history,
+)
+from analysis.importance import param_importances
+from analysis.load import (
+    DEFAULT_STORAGE,
+    GMADDS,
+    HEAD,
+    LATENCY,
+    MIOU,
+    STATUS_FAILED,
+    STATUS_PRUNED,
+    StorageNotFoundError,
+    StudyNotFoundError,
+    finished,
+    frame_objectives,
+    load_study,
+    load_trials,
+    study_names,
+)
+from analysis.pareto import pareto_front
+from analysis.published import comparable_published
+from analysis.tables import (
+    best_per_head,
+    budget_levels,
+    compact_genes,
+    front_table,
+    gene_variation,
+    outcome_counts,
+    reasons,
+    reference_table,
+)
+
+USAGE = "usage: python -m analysis.report study=NAME [storage=URL] [out=DIR] [reference=V1,V2[,V3]]"
+OPTIONS = ("study", "storage", "out", "reference")
+# Genes the terminal table shows: the ones that set a network's size at a glance.
+TERMINAL_GENES = (HEAD, "towers", "widths")
+
+
+class NoFinishedTrialsError(ValueError):
+    """The study has no feasible finished trial, so nothing to report but its failures."""
+
+
+class UsageError(ValueError):
+    """Arguments that do not fit (the command prints its usage)."""
+
+
+def write_report(
+    study: optuna.Study, out_dir: Path, *, reference: Sequence[float] | None = None
+) -> Path:
+    """Write the report, figures and CSV files into `out_dir`; return the path of report.md."""
+    df = load_trials(study)
+    if finished(df).empty:
+        raise NoFinishedTrialsError(_no_result_message(study.study_name, df))
+    attrs = study.user_attrs
+    # Checked before anything is written: a wrong reference point leaves no half report.
+    point = _reference_point(df, attrs, reference) if len(frame_objectives(df)) >= 2 else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    front = pareto_front(df)
+    _write_csv(df, out_dir / "trials.csv")
+    _write_csv(front, out_dir / "pareto.csv")
+
+    blocks: list[doc.Block] = [
+        doc.Heading(f"Study `{study.study_name}`", level=1),
+        doc.Paragraph(_summary(df, front, attrs)),
+        doc.Heading("What was run"),
+        doc.Table(_what_was_run(df, attrs)),
+        *_outcomes(df),
+        *_front_section(df, front, attrs, out_dir),
+    ]
+    if point is not None:
+        blocks += _hypervolume_section(df, point, out_dir)
+    if _has_values(df, HEAD, MIOU, GMADDS):
+        blocks += _heads_section(df, attrs, out_dir)
+    if _has_values(df, LATENCY, GMADDS):
+        blocks += _latency_section(df, out_dir)
+    blocks += _importance_section(study, df, out_dir)
+    blocks += [
+        doc.Heading("Files"),
+        doc.Attachment(out_dir / "trials.csv", "every trial: state, objectives, genes, attributes"),
+        doc.Attachment(out_dir / "pareto.csv", "the trials on the Pareto front, same columns"),
+    ]
+    markdown = out_dir / "report.md"
+    markdown.write_text(doc.to_markdown(blocks), encoding="utf-8")
+    html = doc.to_html(blocks, title=f"Study {study.study_name}")
+    (out_dir / "report.html").write_text(html, encoding="utf-8")
+    return markdown
+
+
+def format_front(df: pd.DataFrame) -> str:
+    """The Pareto front of a trials frame (`load.load_trials`) as a short terminal table."""
+    front = pareto_front(df)
+    if front.empty:
+        return "no feasible finished trial: no Pareto front"
+    return doc.text_table(front_table(front, TERMINAL_GENES))
+
+
+# ------------------------------------------------------------------------------------ sections
+def _summary(df: pd.DataFrame, front: pd.DataFrame, attrs: Mapping[str, Any]) -> str:
+    names = ", ".join(f"{o.name} ({o.direction})" for o in frame_objectives(df))
+    return (
+        f"A {attrs.get('kind', 'study')} on {_dataset_text(attrs)} over {names}: "
+        f"{len(df)} trials, {len(finished(df))} feasible and finished, "
+        f"{len(front)} on the Pareto front."
+    )
+
+
+def _what_was_run(df: pd.DataFrame, attrs: Mapping[str, Any]) -> pd.DataFrame:
+    budget = attrs.get("gmadds_budget")
+    versions = attrs.get("versions") or {}
+    rows = {
+        "kind": attrs.get("kind"),
+        "dataset": attrs.get("dataset"),
+        "split": attrs.get("split"),
+        "input size": _size_text(attrs.get("input_size")),
+        "space": attrs.get("space"),
+        "sampler": attrs.get("sampler"),
+        "seed": attrs.get("seed"),
+        "GMAdds budget": "none" if budget is None else f"{float(budget):.2f}",
+        "objectives": ", ".join(f"{o.name} ({o.direction})" for o in frame_objectives(df)),
+        "training budget per trial": _mapping_text(attrs.get("trainer")),
+        "versions": _mapping_text(versions),
+    }
+    return pd.DataFrame(
+        {"": list(rows), "value": ["—" if v is None else str(v) for v in rows.values()]}
+    )
+
+
+def _outcomes(df: pd.DataFrame) -> list[doc.Block]:
+    counts = outcome_counts(df)
+    blocks: list[doc.Block] = [
+        doc.Heading("Trials"),
+        doc.Table(pd.DataFrame({"status": list(counts), "trials": list(counts.values())})),
+        doc.Paragraph(
+            "finished: trained and measured within the budget; infeasible: over the GMAdds "
+            "budget, never trained (their mIoU is not a measurement and appears nowhere); "
+            "pruned: stopped early; failed: raised an error."
+        ),
+    ]
+    for status, column, title in (
+        (STATUS_FAILED, "fail_reason", "Why trials failed"),
+        (STATUS_PRUNED, "prune_reason", "Why trials were pruned"),
+    ):
+        lines = reasons(df, status, column)
+        if lines:
+            blocks += [doc.Paragraph(title + ":"), doc.Bullets(tuple(lines))]
+    return blocks
+
+
+def _front_section(
+    df: pd.DataFrame, front: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path
+) -> list[doc.Block]:
+    *first, last = [o.name for o in frame_objectives(df)]
+    names = f"{', '.join(first)} and {last}" if first else last
+    blocks: list[doc.Block] = [doc.Heading("Pareto front")]
+    if _has_values(df, MIOU, GMADDS):
+        # Only a Cityscapes study is comparable with the papers' Cityscapes numbers.
+        cityscapes = attrs.get("dataset") == "cityscapes"
+        published = comparable_published() if cityscapes else ()
+        figure = plots.front_figure(
+            df,
+            title=f"{df.attrs['study_name']}: mIoU against GMAdds",
+            miou_label=_miou_label(attrs),
+            budget=attrs.get("gmadds_budget"),
+            published=published,
+        )
+        caption = (
+            "mIoU against GMAdds. Faded: dominated trials; black step line: the front of these "
+            "two objectives; red ticks on the axis: over-budget trials (GMAdds only)."
+        )
+        if published:
+            caption += (
+                " Hollow markers: published numbers (DFANet paper and others), not trials "
+                "of this study; their split and input size are in the legend."
+            )
+        blocks.append(_figure(figure, out_dir, "front", caption))
+    genes, fixed = gene_variation(df)
+    blocks += [
+        doc.Paragraph(
+            f"The front of {names} over the feasible finished trials, by GMAdds. Genes shown "
+            "are the ones that varied; a head's own genes are empty in other heads' rows."
+        ),
+        doc.Table(front_table(front, genes)),
+    ]
+    designs = reference_table(df, front)
+    if not designs.empty:
+        blocks += [doc.Paragraph("The paper's own designs in this study:"), doc.Table(designs)]
+    if fixed:
+        fixed_text = ", ".join(f"{gene} {value}" for gene, value in fixed.items())
+        blocks.append(doc.Paragraph(f"Genes fixed in every finished trial: {fixed_text}."))
+    return blocks
+
+
+def _hypervolume_section(df: pd.DataFrame, point: ReferencePoint, out_dir: Path) -> list[doc.Block]:
+    objectives = frame_objectives(df)
+    history = hypervolume_history(df, point.values)
+    figure = plots.hypervolume_figure(
+        history, point, objectives, title=f"{df.attrs['study_name']}: hypervolume by trial"
+    )
+    return [
+        doc.Heading("Hypervolume"),
+        doc.Paragraph(
+            f"Hypervolume of the front: {history.iloc[-1]:.4g}, against the reference point "
+            f"{point.describe(objectives)}. Only points better than the reference in every "
+            "objective count."
+        ),
+        _figure(figure, out_dir, "hypervolume", "Hypervolume of the front after each trial."),
+    ]
+
+
+def _heads_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
+    trials = finished(df)
+    budgets = budget_levels(trials[GMADDS].dropna())
+    table, named = best_per_head(df, budgets)
+    figure = plots.head_fronts_figure(
+        df, title="One front per head, at equal MAdds", miou_label=_miou_label(attrs)
+    )
+    chosen = trials[trials["number"].isin(named)].sort_values("number")
+    varying, _ = gene_variation(df)
+    genes = compact_genes(chosen)[[HEAD, *(g for g in varying if g != HEAD)]]
+    genes.insert(0, "trial", chosen["number"].map(lambda n: f"#{int(n)}"))
+    return [
+        doc.Heading("Heads at equal MAdds"),
+        _figure(
+            figure,
+            out_dir,
+            "fronts_per_head",
+            "Each head's own front (step line); faded markers: all of that head's trials.",
+        ),
+        doc.Paragraph(
+            "Best mIoU per head within each GMAdds budget (its GMAdds and trial in brackets):"
+        ),
+        doc.Table(table),
+        doc.Paragraph("The genes of the trials named above:"),
+        doc.Table(genes.reset_index(drop=True)),
+    ]
+
+
+def _latency_section(df: pd.DataFrame, out_dir: Path) -> list[doc.Block]:
+    figure = plots.latency_figure(df, title="Measured latency against MAdds")
+    return [
+        doc.Heading("Latency"),
+        _figure(
+            figure,
+            out_dir,
+            "latency",
+            "Latency as measured by the search against GMAdds; Spearman's rho says how well "
+            "MAdds ranks the architectures by speed on that device.",
+        ),
+    ]
+
+
+def _importance_section(study: optuna.Study, df: pd.DataFrame, out_dir: Path) -> list[doc.Block]:
+    importances = param_importances(study, set(finished(df)["number"]))
+    figure = plots.importance_figure(importances, "Parameter importance per objective")
+    notes = [f"{i.objective}: {i.note}" for i in importances if i.note]
+    blocks: list[doc.Block] = [
+        doc.Heading("Parameter importance"),
+        _figure(
+            figure,
+            out_dir,
+            "importance",
+            "PED-ANOVA importance of each Optuna parameter for each objective, over the "
+            "feasible finished trials (what separates the best quarter from the rest).",
+        ),
+    ]
+    if notes:
+        blocks.append(doc.Bullets(tuple(notes)))
+    return blocks
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _figure(figure: Figure, out_dir: Path, name: str, caption: str) -> doc.Figure:
+    png, svg = plots.save_figure(figure, out_dir, name)
+    return doc.Figure(png, svg, caption)
+
+
+def _reference_point(
+    df: pd.DataFrame, attrs: Mapping[str, Any], given: Sequence[float] | None
+) -> ReferencePoint:
+    if given is None:
+        return default_reference(df, attrs)
+    objectives = frame_objectives(df)
+    if len(given) != len(objectives):
+        raise UsageError(
+            f"the reference point needs {len(objectives)} values "
+            f"({', '.join(o.name for o in objectives)}), got {len(given)}"
+        )
+    return ReferencePoint(tuple(map(float, given)), ("given",) * len(given))
+
+
+def _has_values(df: pd.DataFrame, *columns: str) -> bool:
+    trials = finished(df)
+    return all(c in trials for c in columns) and trials[list(columns)].notna().all(axis=1).any()
+
+
+def _dataset_text(attrs: Mapping[str, Any]) -> str:
+    size = _size_text(attrs.get("input_size"))
+    details = ", ".join(t for t in (attrs.get("split"), size and f"input {size}") if t)
+    return f"{attrs.get('dataset', 'an unnamed dataset')}" + (f" ({details})" if details else "")
+
+
+def _miou_label(attrs: Mapping[str, Any]) -> str:
+    return f"mIoU (%), {_dataset_text(attrs)}"
+
+
+def _size_text(size: object) -> str | None:
+    if isinstance(size, list | tuple) and len(size) == 2:
+        return f"{size[0]}x{size[1]}"
+    return None
+
+
+def _mapping_text(mapping: object) -> str | None:
+    if not isinstance(mapping, Mapping) or not mapping:
+        return None
+    return ", ".join(f"{key} {value}" for key, value in mapping.items())
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Lists and dicts (curves, per-class IoU) as JSON, so the file reads back unambiguously."""
+    encoded = df.map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
+    encoded.to_csv(path, index=False)
+
+
+def _no_result_message(name: str, df: pd.DataFrame) -> str:
+    counts = ", ".join(f"{count} {status}" for status, count in outcome_counts(df).items() if count)
+    lines = [f"study {name!r} has no feasible finished trial ({counts or 'no trials'}): no report"]
+    for status, column in ((STATUS_FAILED, "fail_reason"), (STATUS_PRUNED, "prune_reason")):
+        lines += [f"  {status}: {line}" for line in reasons(df, status, column)]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- CLI
+def parse_arguments(tokens: Sequence[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or key not in OPTIONS or not value:
+            raise UsageError(f"unexpected argument {token!r}")
+        options[key] = value
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        options = parse_arguments(sys.argv[1:] if argv is None else argv)
+        storage = options.get("storage", DEFAULT_STORAGE)
+        if "study" not in options:
+            names = ", ".join(study_names(storage)) or "none"
+            raise UsageError(f"no study= given; studies in {storage}: {names}")
+        study = load_study(options["study"], storage)
+        out_dir = Path(options.get("out", Path("outputs/reports") / study.study_name))
+        path = write_report(study, out_dir, reference=_reference_argument(options))
+    except UsageError as error:
+        print(f"error: {error}\n{USAGE}", file=sys.stderr)
+        return 2
+    except (StorageNotFoundError, StudyNotFoundError, NoFinishedTrialsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_front(load_trials(study)))
+    print(f"\nreport: {path}\n        {path.with_suffix('.html')}")
+    return 0
+
+
+def _reference_argument(options: Mapping[str, str]) -> list[float] | None:
+    if "reference" not in options:
+        return None
+    try:
+        return [float(value) for value in options["reference"].split(",")]
+    except ValueError:
+        raise UsageError(f"reference= takes numbers, got {options['reference']!r}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Small statistics the reports need, without scipy (not a dependency of the project)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def spearman(x: pd.Series, y: pd.Series) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the ranks, ties given their average
+    rank (scipy's definition). NaN when fewer than 3 paired values or one side is constant."""
+    paired = pd.DataFrame({"x": x.to_numpy(), "y": y.to_numpy()}).dropna()
+    if len(paired) < 3:
+        return math.nan
+    ranks = paired.rank(method="average")
+    if ranks["x"].nunique() < 2 or ranks["y"].nunique() < 2:
+        return math.nan
+    return float(np.corrcoef(ranks["x"], ranks["y"])[0, 1])

@@ -1,0 +1,331 @@
+"""Reports built from a real SQLite storage holding every kind of trial a search writes."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from analysis.load import (
+    GMADDS,
+    LATENCY,
+    MIOU,
+    StorageNotFoundError,
+    StudyNotFoundError,
+    load_study,
+    load_trials,
+)
+from analysis.pareto import pareto_front
+from analysis.report import NoFinishedTrialsError, format_front, main, write_report
+from search_space.spec import ArchSpec
+
+BUDGET = 0.6
+INPUT_SIZE = (256, 512)
+HEAD_BONUS = {"dfa": 3.0, "aspp": 1.0, "icnet": 0.0, "bisenet": 2.0}
+DISTRIBUTIONS = {
+    "head": CategoricalDistribution(["dfa", "aspp", "icnet", "bisenet"]),
+    "towers": IntDistribution(1, 3),
+    "widths.0": CategoricalDistribution([32, 48]),
+    "widths.1": CategoricalDistribution([64, 96]),
+    "widths.2": CategoricalDistribution([128, 192]),
+    "decoder_channels": CategoricalDistribution([16, 32, 64]),
+    "aspp_channels": CategoricalDistribution([64, 128]),
+}
+VERSIONS = {"python": "3.11.9", "torch": "2.13.0", "optuna": "5.0.0", "git_commit": "e2f366f"}
+
+
+def _create_study(storage: str, name: str, *, latency: bool, dataset: str) -> optuna.Study:
+    objectives = ["mIoU", "GMAdds", *(["latency_ms"] if latency else [])]
+    directions = ["maximize", "minimize", *(["minimize"] if latency else [])]
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(objectives)
+    attrs = {
+        "kind": "search",
+        "dataset": dataset,
+        "split": "val",
+        "input_size": list(INPUT_SIZE),
+        "space": "dfanet",
+        "sampler": "tpe",
+        "seed": 0,
+        "gmadds_budget": BUDGET,
+        "trainer": {"steps": 200, "batch_size": 4, "lr": 0.01},
+        "versions": VERSIONS,
+        "config": {"study": {"n_trials": 40}, "trainer": {"steps": 200}},
+    }
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def _params(rng: np.random.Generator, index: int, head: str | None = None) -> dict[str, Any]:
+    head = head or ["dfa", "aspp", "icnet", "bisenet"][index % 4]
+    params: dict[str, Any] = {
+        "head": head,
+        "towers": 1 if head == "icnet" else int(rng.integers(1, 4)),
+        "widths.0": int(rng.choice([32, 48])),
+        "widths.1": int(rng.choice([64, 96])),
+        "widths.2": int(rng.choice([128, 192])),
+    }
+    if head == "dfa":
+        params["decoder_channels"] = int(rng.choice([16, 32, 64]))
+    if head == "aspp":
+        params["aspp_channels"] = int(rng.choice([64, 128]))
+    return params
+
+
+def _trial(
+    rng: np.random.Generator, index: int, *, latency: bool, reference: str | None = None
+) -> optuna.trial.FrozenTrial:
+    params = _params(rng, index, "dfa" if reference else None)
+    genes = {k: v for k, v in params.items() if "." not in k}
+    genes["widths"] = (params["widths.0"], params["widths.1"], params["widths.2"])
+    spec = ArchSpec(input_size=INPUT_SIZE).replace(**genes)
+    gmadds = 0.08 * spec.towers * spec.widths[2] / 128 * spec.widths[0] / 32 + rng.uniform(0, 0.3)
+    miou = 30 + 8 * math.log(gmadds) + HEAD_BONUS[spec.head] + rng.normal(0, 1.5)
+    attrs: dict[str, Any] = {
+        "spec": spec.to_dict(),
+        "n_params": int(1e6 * gmadds * 3),
+        "madds": int(gmadds * 1e9),
+        "gmadds": gmadds,
+        "fvcore_total": int(gmadds * 1.1e9),
+        "device": "cpu",
+        "device_name": "CPU",
+        "seed": 0,
+        **VERSIONS,
+    }
+    if reference:
+        attrs["reference"] = reference
+    state = TrialState.COMPLETE
+    values: list[float] | None = [miou, gmadds]
+    roll = rng.uniform()
+    if gmadds > BUDGET:
+        attrs["infeasible"] = True
+        values = [0.0, gmadds]
+    elif roll < 0.1 and not reference:
+        state, values = TrialState.FAIL, None
+        attrs["fail_reason"] = "RuntimeError: CUDA out of memory"
+    elif roll < 0.2 and not reference:
+        state, values = TrialState.PRUNED, None
+        attrs["prune_reason"] = "mIoU 3.1% at step 50 below the running median"
+    else:
+        attrs.update(
+            infeasible=False,
+            train_seconds=60 * gmadds,
+            images_per_second=40 / gmadds,
+            curve=[[50, miou / 2], [100, miou]],
+            per_class_iou=[miou, None, *([miou] * 17)],
+        )
+        if latency:
+            attrs["latency_ms"] = 4 + 30 * gmadds * rng.uniform(0.8, 1.2)
+            values.append(attrs["latency_ms"])
+    if values is not None and len(values) == 2 and latency:
+        values.append(4 + 30 * gmadds)
+    return optuna.create_trial(
+        state=state,
+        values=values,
+        params=params,
+        distributions={k: DISTRIBUTIONS[k] for k in params},
+        user_attrs=attrs,
+        constraints={"gmadds_budget": gmadds - BUDGET},
+    )
+
+
+def build_study(
+    storage: str, name: str, *, n: int = 40, latency: bool = False, dataset: str = "synthetic"
+) -> optuna.Study:
+    study = _create_study(storage, name, latency=latency, dataset=dataset)
+    rng = np.random.default_rng(0)
+    study.add_trial(_trial(rng, 0, latency=latency, reference="dfanet_a"))
+    study.add_trial(_trial(rng, 1, latency=latency, reference="dfanet_b"))
+    for index in range(2, n):
+        study.add_trial(_trial(rng, index, latency=latency))
+    return study
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('studies') / 'studies.db'}"
+    build_study(url, "demo")
+    build_study(url, "latency", latency=True, dataset="cityscapes")
+    failed = _create_study(url, "all_failed", latency=False, dataset="synthetic")
+    failed.add_trial(
+        optuna.create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": "no data"})
+    )
+    return url
+
+
+@pytest.fixture(scope="module")
+def report(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(load_study("demo", storage), tmp_path_factory.mktemp("report"))
+
+
+def test_frame_has_every_trial_and_masks_untrained_miou(storage: str) -> None:
+    df = load_trials(load_study("demo", storage))
+    assert len(df) == 40
+    assert set(df["status"]) == {"finished", "infeasible", "pruned", "failed"}
+    infeasible = df[df["status"] == "infeasible"]
+    assert infeasible[MIOU].isna().all() and infeasible[GMADDS].gt(BUDGET).all()
+    assert (infeasible["constraint.gmadds_budget"] > 0).all()
+    assert not df["feasible"][df["status"] != "finished"].any()
+    assert {"widths.0", "widths.2", "substage_links.1", "head", "input_size.1"} <= set(df)
+    assert df.loc[df["number"] == 0, "reference"].item() == "dfanet_a"
+
+
+def test_front_holds_only_feasible_finished_trials(storage: str) -> None:
+    df = load_trials(load_study("demo", storage))
+    front = pareto_front(df)
+    assert len(front) >= 2
+    assert (front["status"] == "finished").all()
+    assert front[GMADDS].is_monotonic_increasing and front[MIOU].is_monotonic_increasing
+
+
+def test_report_files(report: Path) -> None:
+    out = report.parent
+    for name in ("report.md", "report.html", "trials.csv", "pareto.csv"):
+        assert (out / name).is_file()
+    for figure in ("front", "hypervolume", "fronts_per_head", "importance"):
+        assert (out / f"{figure}.png").stat().st_size > 1000
+        assert (out / f"{figure}.svg").read_text().lstrip().startswith("<?xml")
+    assert not (out / "latency.png").exists()  # the demo study measured no latency
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 40
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert set(pareto["status"]) == {"finished"}
+
+
+def test_report_says_what_was_run(report: Path) -> None:
+    text = report.read_text()
+    for expected in ("synthetic", "tpe", "dfanet", "steps 200", "git_commit e2f366f", "0.60"):
+        assert expected in text
+    assert "RuntimeError: CUDA out of memory" in text
+    assert "below the running median" in text
+    assert "| infeasible |" in text
+    assert "Best mIoU per head" in text
+    assert "dfanet_a" in text
+
+
+def test_html_is_self_contained(report: Path) -> None:
+    page = (report.parent / "report.html").read_text()
+    targets = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert targets, "figures are embedded as images"
+    assert all(t.startswith("data:") for t in targets), targets
+    assert "<img" in page and "base64," in page
+
+
+def test_latency_and_published_overlay(storage: str, tmp_path: Path) -> None:
+    path = write_report(load_study("latency", storage), tmp_path)
+    assert (tmp_path / "latency.png").is_file()
+    text = path.read_text()
+    assert "Spearman" in text and "published" in text
+    df = load_trials(load_study("latency", storage))
+    two_objectives = pareto_front(df, df.attrs["objectives"][:2])
+    assert LATENCY in df and len(pareto_front(df)) >= len(two_objectives)
+
+
+def test_no_finished_trial_is_a_clear_error(storage: str, tmp_path: Path) -> None:
+    with pytest.raises(NoFinishedTrialsError, match=r"(?s)no feasible finished trial.*no data"):
+        write_report(load_study("all_failed", storage), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_study_lists_the_studies(storage: str) -> None:
+    with pytest.raises(StudyNotFoundError, match="all_failed, demo, latency"):
+        load_study("nope", storage)
+    with pytest.raises(StorageNotFoundError):
+        load_study("demo", "sqlite:///does/not/exist.db")
+
+
+def test_format_front(storage: str) -> None:
+    text = format_front(load_trials(load_study("demo", storage)))
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["trial", "paper", "design"] or "trial" in lines[0]
+    assert "mIoU" in lines[0] and "GMAdds" in lines[0]
+    assert len(lines) == 2 + len(pareto_front(load_trials(load_study("demo", storage))))
+
+
+def test_journal_storage_and_single_objective_study(tmp_path: Path) -> None:
+    """An ablation-like study (mIoU only, in a journal file) still gets a report."""
+    journal = tmp_path / "studies.journal"
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    study = optuna.create_study(storage=storage, study_name="ablation", direction="maximize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["mIoU"])
+    study.set_user_attr("kind", "ablation")
+    rng = np.random.default_rng(1)
+    for index in range(6):
+        trial = _trial(rng, index, latency=False)
+        if trial.state == TrialState.COMPLETE and trial.user_attrs.get("infeasible") is False:
+            study.add_trial(
+                optuna.create_trial(
+                    values=trial.values[:1],
+                    params=trial.params,
+                    distributions=trial.distributions,
+                    user_attrs=trial.user_attrs,
+                )
+            )
+    path = write_report(load_study("ablation", str(journal)), tmp_path / "report")
+    assert "needs at least" in path.read_text()
+
+
+def test_bare_study_without_attributes(tmp_path: Path) -> None:
+    """A study whose trials recorded nothing but their values still gets a report."""
+    storage = f"sqlite:///{tmp_path / 'bare.db'}"
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["mIoU", "GMAdds"])
+    for miou, gmadds in ((40.0, 1.0), (50.0, 2.0), (45.0, 3.0)):
+        study.add_trial(optuna.create_trial(values=[miou, gmadds]))
+    path = write_report(study, tmp_path / "report", reference=[30.0, 2.5])
+    text = path.read_text()
+    assert "| #1 |" in text and (tmp_path / "report" / "front.png").is_file()
+    assert "needs at least" in text
+    # Boxes 10 x 1.5 and 20 x 0.5 overlapping in 10 x 0.5; (45%, 3 G) is beyond the reference.
+    assert "Hypervolume of the front: 20," in text
+
+
+def test_cli(storage: str, tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "analysis.report", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parents[1],
+        )
+
+    done = run("study=demo", f"storage={storage}", f"out={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    assert "report.md" in done.stdout and (tmp_path / "report.html").is_file()
+    failed = run("study=all_failed", f"storage={storage}")
+    assert failed.returncode == 1
+    assert "no feasible finished trial" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_cli_errors_without_subprocess(
+    storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["study=nope", f"storage={storage}"]) == 1
+    assert "studies there: all_failed, demo, latency" in capsys.readouterr().err
+    assert main([f"storage={storage}"]) == 2
+    assert "demo" in capsys.readouterr().err
+    assert main(["colour=red"]) == 2
+    assert main(["study=demo", f"storage={storage}", f"out={tmp_path}", "reference=1,2,3"]) == 2
+    assert "needs 2 values" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
