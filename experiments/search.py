@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 
 from analysis.load import load_trials
-from analysis.report import format_front, write_report
+from analysis.report import NoFinishedTrialsError, format_front, write_report
 from experiments.data import DatasetError
 from experiments.datasets import build_datasets
 from experiments.optuna_setup import make_sampler, make_storage
@@ -297,10 +297,13 @@ def search(config: dict[str, Any]) -> optuna.Study:
 
 
 def summarise(study: optuna.Study, output_dir: Path) -> None:
-
-    frame = load_trials(study)
-    print(format_front(frame))
-    report = write_report(study, output_dir / "reports" / study.study_name)
+    """Print the Pareto front and write the study's report (`analysis.report`)."""
+    try:
+        report = write_report(study, output_dir / "reports" / study.study_name)
+    except NoFinishedTrialsError as error:
+        print(f"no report: {error}", file=sys.stderr)
+        return
+    print(format_front(load_trials(study)))
     print(f"report: {report}")
 
 

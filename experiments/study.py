@@ -79,6 +79,18 @@ class TrialContext:
 
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]:
+    """The objective. Any error is recorded on the trial (`fail_reason`) before Optuna
+    stores it as FAIL and the study goes on."""
+    try:
+        return _run_trial(trial, context)
+    except optuna.TrialPruned:
+        raise
+    except Exception as error:
+        trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+        raise
+
+
+def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]:
     settings = context.settings
     spec = context.space.suggest(trial)
     cost = count_madds(spec, context.num_classes)
@@ -109,9 +121,6 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]
         state = "COMPLETE"
     except optuna.TrialPruned:
         state = "PRUNED"
-        raise
-    except Exception as error:
-        trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
         raise
     finally:
         tracker.finish({"gmadds": cost.gmadds}, state)

@@ -18,6 +18,7 @@ an invalid spec (a test samples them).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,9 +153,21 @@ class SearchSpace:
         return params
 
     def with_fixed(self, genes: Mapping[str, Any]) -> SearchSpace:
-        """The same space with some genes pinned (e.g. the study's input size)."""
-        pinned = [d for d in self.dimensions if d.gene not in genes]
-        return SearchSpace(self.name, self.base.replace(**dict(genes)), tuple(pinned))
+        """The same space with some genes pinned (e.g. the study's input size).
+
+        Values that the pinned genes make invalid leave the space (a 64-pixel input rules out
+        four towers), so the sampler still never proposes an invalid spec.
+        """
+        try:
+            base = self.base.replace(**dict(genes))
+        except SpecError as error:
+            raise SpaceError(f"space '{self.name}': cannot pin {dict(genes)}: {error}") from None
+        kept = [
+            _restricted(self.name, base, dimension)
+            for dimension in self.dimensions
+            if dimension.gene not in genes
+        ]
+        return SearchSpace(self.name, base, tuple(kept))
 
 
 def load_space(source: Path | Mapping[str, Any], name: str | None = None) -> SearchSpace:
@@ -245,6 +258,12 @@ def _dimension(
 
 
 def _check_value(label: str, base: ArchSpec, dimension: Dimension, value: Any) -> None:
+    error = _value_error(base, dimension, value)
+    if error is not None:
+        raise SpaceError(f"{label}: gene '{dimension.name}' value {value!r}: {error}")
+
+
+def _value_error(base: ArchSpec, dimension: Dimension, value: Any) -> SpecError | None:
     genes = base.to_dict()
     if dimension.item is None:
         genes[dimension.gene] = value
@@ -253,4 +272,27 @@ def _check_value(label: str, base: ArchSpec, dimension: Dimension, value: Any) -
     try:
         ArchSpec.from_dict(genes)
     except SpecError as error:
-        raise SpaceError(f"{label}: gene '{dimension.name}' value {value!r}: {error}") from None
+        return error
+    return None
+
+
+def _restricted(space: str, base: ArchSpec, dimension: Dimension) -> Dimension:
+    """`dimension` without the values that are invalid on `base`."""
+    if dimension.is_fixed:
+        return dimension
+    if dimension.choices is not None:
+        values: tuple[Any, ...] = dimension.choices
+    else:
+        assert dimension.low is not None and dimension.high is not None
+        values = tuple(range(dimension.low, dimension.high + 1, dimension.step))
+    valid = tuple(v for v in values if _value_error(base, dimension, v) is None)
+    if not valid:
+        raise SpaceError(
+            f"space '{space}': no value of gene '{dimension.name}' is valid with "
+            f"{_value_error(base, dimension, values[0])}"
+        )
+    if valid == values:
+        return dimension
+    if dimension.choices is None and valid == values[: len(valid)]:
+        return dataclasses.replace(dimension, high=valid[-1])  # still a range, now shorter
+    return dataclasses.replace(dimension, choices=valid, low=None, high=None)

@@ -160,3 +160,17 @@ def test_params_for_enqueues_the_reference_designs() -> None:
         space.params_for(outside)
     with pytest.raises(SpaceError, match="input_size"):
         space.params_for(get_arch("dfanet_a"))  # 1024x1024: the space pins 256x512
+
+
+def test_pinning_a_small_input_removes_what_it_invalidates() -> None:
+    """At 64x128 four towers (deepest map at 1/128) are impossible: the space drops them."""
+    space = load_space(SPACE_FILE).with_fixed({"input_size": [64, 128]})
+    towers = next(d for d in space.dimensions if d.name == "towers")
+    assert (towers.low, towers.high) == (1, 3)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(100):
+        trial = study.ask()
+        assert space.suggest(trial).towers <= 3
+        study.tell(trial, 0.0)
+    with pytest.raises(SpaceError, match="cannot pin"):
+        load_space(SPACE_FILE).with_fixed({"input_size": [32, 64]})  # the base has 3 towers

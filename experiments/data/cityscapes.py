@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from experiments.data.labels import LABEL_ID_TO_TRAIN_ID
@@ -60,8 +60,10 @@ def _layout(root: Path, split: str) -> str:
     )
 
 
-def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The dataset root: the explicit argument, else the CITYSCAPES_DATASET variable."""
+def resolve_root(root: str | os.PathLike[str] | None = None, split: str = "<split>") -> Path:
+    """The dataset root: the explicit argument, else the CITYSCAPES_DATASET variable.
+
+    `split` only makes the error message show the exact paths that were expected."""
     if root is None or str(root) == "":
         from_env = os.environ.get(ENV_VAR, "")
         if not from_env:
@@ -71,7 +73,7 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     if not path.is_dir():
         raise DatasetError(
             f"Cityscapes root {path} does not exist or is not a directory; expected "
-            f"{_layout(path, '<split>')}. {_HINT}"
+            f"{_layout(path, split)}. {_HINT}"
         )
     return path
 
@@ -86,7 +88,7 @@ def index_split(
     """
     if split not in SPLITS:
         raise DatasetError(f"Unknown split {split!r}; Cityscapes has {', '.join(SPLITS)}")
-    root_path = resolve_root(root)
+    root_path = resolve_root(root, split)
     image_dir = root_path / "leftImg8bit" / split
     label_dir = root_path / "gtFine" / split
     for directory in (image_dir, label_dir):
@@ -125,7 +127,7 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
     try:
         with Image.open(path) as image:
             return image.size, image.mode
-    except (OSError, UnidentifiedImageError) as error:
+    except (OSError, SyntaxError) as error:  # Pillow reports some broken PNG chunks as SyntaxError
         raise DatasetError(f"Cannot read {path}: {error}") from error
 
 
@@ -152,7 +154,7 @@ def _decode(path: Path, mode: str) -> np.ndarray:
             if image.mode != mode:
                 raise DatasetError(f"{path} has mode {image.mode}; expected {mode}")
             return np.asarray(image)
-    except (OSError, UnidentifiedImageError) as error:
+    except (OSError, SyntaxError) as error:  # Pillow reports some broken PNG chunks as SyntaxError
         raise DatasetError(f"Cannot decode {path}: {error}") from error
 
 
@@ -176,6 +178,11 @@ class CityscapesDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     workers get distinct streams, each epoch gets fresh augmentations, and `torch.manual_seed`
     makes the whole pipeline repeatable for a fixed `num_workers`. The process id is checked
     so that a generator inherited through fork is never shared by two workers.
+
+    `cache=True` keeps every decoded sample in memory after its first use (about 0.5 MB per
+    256x512 sample; 2.5 ms of PNG decoding saved per item on later epochs). Each DataLoader
+    worker fills its own copy, so it pays off with `num_workers=0`, the usual setting on a
+    small CPU, and on data sets that fit in memory, like the synthetic one.
     """
 
     def __init__(
@@ -185,10 +192,12 @@ class CityscapesDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         transform: Transform | None = None,
         *,
         check_files: bool = True,
+        cache: bool = False,
     ) -> None:
         self.split = split
         self.samples: list[Sample] = index_split(root, split, check_files=check_files)
         self.transform: Transform = transform or EvalTransform()
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
 
@@ -196,8 +205,18 @@ class CityscapesDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = load_sample(self.samples[index])
+        image, label = self._load(index)
         return self.transform(image, label, self.generator())
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is None:
+            return load_sample(self.samples[index])
+        if index not in self._cache:
+            image, label = load_sample(self.samples[index])
+            # Shared by every later epoch: a transform writing into them would corrupt the set.
+            image.flags.writeable = label.flags.writeable = False
+            self._cache[index] = image, label
+        return self._cache[index]
 
     def generator(self) -> np.random.Generator:
         """This process's augmentation generator (see the class docstring for the seeding)."""
