@@ -263,6 +263,11 @@ class Trainer:
         return value
 
     def _evaluate_and_report(self) -> SegmentationScores:
+        if self.runtime.distributed:
+            # DDP keeps weights equal but each rank's BN running statistics drift after the
+            # last forward; rank 0's are the ones the checkpoint keeps, so every rank uses them.
+            for buffer in self.module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
         scores = evaluate(
             self.module,
             self.val_loader,

@@ -1,0 +1,106 @@
+"""Train, evaluate, export and score with the official evaluator; and a 2-process gloo run.
+
+All through the real commands, on the small synthetic set in Cityscapes layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic_fixture import SMALL, synthetic_root  # noqa: F401
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).parents[1]
+BIN = Path(sys.executable).parent
+
+
+def dataset_overrides(root: Path) -> list[str]:
+    return [f"dataset.root={root}", *(f"dataset.{k}={v}" for k, v in SMALL.items())]
+
+
+def train_arguments(root: Path, run_dir: Path) -> list[str]:
+    return [
+        "-m", "experiments.train", "+arch=backbone_b", *dataset_overrides(root),
+        "input_size=[64,128]", "trainer.steps=8", "trainer.batch_size=4",
+        "trainer.eval_every=4", "trainer.num_workers=0", "trainer.warmup_steps=1",
+        "trainer.progress=false", f"run_dir={run_dir}",
+    ]  # fmt: skip
+
+
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    run_dir = tmp_path_factory.mktemp("train")
+    run([sys.executable, *train_arguments(synthetic_root, run_dir)])
+    return run_dir
+
+
+def test_train_command_writes_metrics_and_checkpoint(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert (trained / "checkpoint.pt").is_file()
+    assert [step for step, _ in metrics["curve"]] == [4, 8]
+    assert metrics["curve"][-1][1] == pytest.approx(metrics["miou"])
+    assert metrics["spec"]["input_size"] == [64, 128]
+    assert len(metrics["per_class_iou"]) == 19
+    for key in ("gmadds", "params", "fvcore_total", "images_per_second", "torch", "git_commit"):
+        assert key in metrics
+
+
+def test_official_evaluator_agrees(
+    trained: Path,
+    synthetic_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    export = tmp_path / "results"
+    run([sys.executable, "-m", "experiments.evaluate", f"checkpoint={trained / 'checkpoint.pt'}",
+         *dataset_overrides(synthetic_root), f"export_dir={export}", "num_workers=0"])  # fmt: skip
+    ours = json.loads((trained / "evaluation_val.json").read_text())
+    assert ours["miou"] == pytest.approx(
+        json.loads((trained / "metrics.json").read_text())["miou"], abs=1e-12
+    )
+    assert len(list(export.glob("*/*_pred_labelIds.png"))) == SMALL["n_val"]
+    official_dir = tmp_path / "official"
+    official_dir.mkdir()
+    # The official script as it is, but for its instance-level extra scores: they call
+    # numpy.in1d, which numpy 2.4 removed (cityscapesscripts 2.3.0 predates it).
+    official_main = (
+        "import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as official; "
+        "official.args.evalInstLevelScore = False; official.main()"
+    )
+    run(
+        [sys.executable, "-c", official_main],
+        CITYSCAPES_DATASET=str(synthetic_root),
+        CITYSCAPES_RESULTS=str(export),
+        CITYSCAPES_EXPORT_DIR=str(official_dir),
+    )
+    official = json.loads((official_dir / "resultPixelLevelSemanticLabeling.json").read_text())
+    assert official["averageScoreClasses"] == pytest.approx(ours["miou"], abs=1e-9)
+
+
+def test_two_process_gloo_run_gives_the_single_process_miou(
+    synthetic_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "ddp"
+    run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2",
+         *train_arguments(synthetic_root, run_dir)])  # fmt: skip
+    distributed = json.loads((run_dir / "metrics.json").read_text())
+    assert distributed["world_size"] == 2
+    run([sys.executable, "-m", "experiments.evaluate", f"checkpoint={run_dir / 'checkpoint.pt'}",
+         *dataset_overrides(synthetic_root), "num_workers=0"])  # fmt: skip
+    single = json.loads((run_dir / "evaluation_val.json").read_text())
+    assert single["world_size"] == 1
+    assert single["miou"] == pytest.approx(distributed["miou"], abs=1e-12)
