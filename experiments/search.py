@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,19 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 
+from analysis.ablation import ablation_table, format_ablation
 from analysis.load import load_trials
 from analysis.report import NoFinishedTrialsError, format_front, write_report
-from experiments.data import DatasetError
+from experiments.ablation import AblationProposer
+from experiments.data import CityscapesDataset, DatasetError
 from experiments.datasets import build_datasets
 from experiments.optuna_setup import make_sampler, make_storage
 from experiments.runtime import Runtime, environment_facts, resolve_device
 from experiments.study import (
     DIRECTIONS,
     OBJECTIVE_NAMES,
+    Proposer,
+    SpaceProposer,
     StudySettings,
     TrialContext,
     run_trial,
@@ -42,7 +46,7 @@ from experiments.study import (
 from experiments.tracking import make_tracker
 from experiments.trainer import TrainerConfig
 from search_space.registry import get_arch
-from search_space.space import SearchSpace, SpaceError, load_space
+from search_space.space import SpaceError, load_space
 from search_space.spec import SpecError
 
 log = logging.getLogger("experiments.search")
@@ -66,8 +70,13 @@ class StudyAborted(RuntimeError):
 class SearchSetup:
     config: dict[str, Any]
     settings: StudySettings
-    space: SearchSpace
+    proposer: Proposer
     trainer_config: TrainerConfig
+    input_size: tuple[int, int]
+    sampler_config: dict[str, Any]
+    train_set: CityscapesDataset
+    val_set: CityscapesDataset
+    num_classes: int
 
 
 def prepare(config: Mapping[str, Any]) -> SearchSetup:
@@ -78,18 +87,32 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
             "minutes on a CPU) or +study=cityscapes (dataset.root=/path/to/cityscapes)"
         )
     settings = StudySettings.from_dict(config["study"])
-    input_size = config["study"].get("input_size") or config["dataset"]["input_size"]
-    space = load_space(config["space"], name=config["space"].get("name")).with_fixed(
-        {"input_size": list(input_size)}
-    )
-    for name in settings.reference_designs:
-        get_arch(name)  # an unknown name fails here, listing the registry
+    input_size = tuple(config["study"].get("input_size") or config["dataset"]["input_size"])
+    proposer: Proposer
+    if "ablation" in config:
+        # An ablation is a grid of (variant, seed): every trial is enqueued, brute force
+        # serves whatever a restart or an extra worker asks for beyond them.
+        proposer = AblationProposer.from_config(config["ablation"], input_size)
+        settings = replace(settings, n_trials=proposer.n_trials)
+        sampler_config = {"name": "bruteforce"}
+    else:
+        space = load_space(config["space"], name=config["space"].get("name"))
+        proposer = SpaceProposer(
+            space.with_fixed({"input_size": list(input_size)}),
+            settings.seed,
+            settings.reference_designs,
+        )
+        for name in settings.reference_designs:
+            get_arch(name)  # an unknown name fails here, listing the registry
+        sampler_config = dict(config["sampler"])
     trainer_config = TrainerConfig.from_dict(dict(config["trainer"]))
-    build_datasets(  # indexes and checks every file of the dataset
-        config["dataset"], input_size=tuple(input_size), scale_range=trainer_config.scale_range
+    datasets = build_datasets(  # indexes and checks every file of the dataset
+        config["dataset"], input_size=input_size, scale_range=trainer_config.scale_range
     )
-    make_sampler(config["sampler"], settings.seed)
-    return SearchSetup(dict(config), settings, space, trainer_config)
+    make_sampler(sampler_config, settings.seed)
+    return SearchSetup(
+        dict(config), settings, proposer, trainer_config, input_size, sampler_config, *datasets
+    )
 
 
 def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
@@ -99,7 +122,7 @@ def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
         study = optuna.create_study(
             study_name=setup.settings.name,
             storage=make_storage(config["storage"]),
-            sampler=make_sampler(config["sampler"], setup.settings.seed + worker),
+            sampler=make_sampler(setup.sampler_config, setup.settings.seed + worker),
             directions=DIRECTIONS,
             load_if_exists=True,
         )
@@ -113,19 +136,18 @@ def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
 
 
 def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
-    """Describe a new study and enqueue the paper's designs as its first trials."""
+    """Describe a new study and enqueue its first trials (the paper's designs, or the
+    ablation's whole grid)."""
     if study.user_attrs.get("initialised"):
         return
     config, settings = setup.config, setup.settings
-    input_size = config["study"].get("input_size") or config["dataset"]["input_size"]
     facts = environment_facts(torch.device("cpu"))
     for key, value in {
-        "kind": "search",
+        **setup.proposer.study_attrs(),
         "dataset": config["dataset"]["name"],
         "split": config["dataset"].get("val_split", "val"),
-        "input_size": list(input_size),
-        "space": setup.space.name,
-        "sampler": config["sampler"]["name"],
+        "input_size": list(setup.input_size),
+        "sampler": setup.sampler_config["name"],
         "seed": settings.seed,
         "gmadds_budget": settings.gmadds_budget,
         "trainer": dict(config["trainer"]),
@@ -133,14 +155,8 @@ def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
         "config": config,
     }.items():
         study.set_user_attr(key, value)
-    for name in settings.reference_designs:
-        spec = get_arch(name).replace(input_size=tuple(input_size))
-        try:
-            params = setup.space.params_for(spec)
-        except SpaceError as error:
-            log.warning("%s is not enqueued: %s", name, error)
-            continue
-        study.enqueue_trial(params, user_attrs={"reference": name})
+    for params, user_attrs in setup.proposer.initial_trials():
+        study.enqueue_trial(params, user_attrs=user_attrs)
     study.set_user_attr("initialised", True)
 
 
@@ -190,12 +206,11 @@ def progress_line(counts: Counts, target: int, started: float, finished_at_start
 
 
 # -------------------------------------------------------------------------------- workers
-def run_worker(config: dict[str, Any], worker: int, report_progress: bool) -> None:
+def run_worker(setup: SearchSetup, worker: int, report_progress: bool) -> None:
     """Run trials until the study has `n_trials` finished ones (checked before each trial, so
     N workers overshoot by at most N - 1)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    setup = prepare(config)
-    settings = setup.settings
+    config, settings = setup.config, setup.settings
     study = open_study(setup, worker)
     device = resolve_device(config.get("device", "auto"))
     if device.type == "cuda" and torch.cuda.device_count() > 1 and device.index is None:
@@ -203,19 +218,13 @@ def run_worker(config: dict[str, Any], worker: int, report_progress: bool) -> No
     threads = config["study"].get("threads_per_worker")
     if threads:
         torch.set_num_threads(int(threads))
-    input_size = tuple(config["study"].get("input_size") or config["dataset"]["input_size"])
-    train_set, val_set, num_classes = build_datasets(
-        config["dataset"],
-        input_size=input_size,  # type: ignore[arg-type]
-        scale_range=setup.trainer_config.scale_range,
-    )
     context = TrialContext(
         settings=settings,
-        space=setup.space,
+        proposer=setup.proposer,
         trainer_config=setup.trainer_config,
-        train_set=train_set,
-        val_set=val_set,
-        num_classes=num_classes,
+        train_set=setup.train_set,
+        val_set=setup.val_set,
+        num_classes=setup.num_classes,
         runtime=Runtime(device),
         tracker=make_tracker(config["tracking"]),
         output_dir=Path(config["output_dir"]) / "studies",
@@ -246,7 +255,7 @@ def run_worker(config: dict[str, Any], worker: int, report_progress: bool) -> No
 
 
 def _worker_process(config: dict[str, Any], worker: int) -> None:
-    run_worker(config, worker, report_progress=False)
+    run_worker(prepare(config), worker, report_progress=False)
 
 
 def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
@@ -290,7 +299,7 @@ def search(config: dict[str, Any]) -> optuna.Study:
         flush=True,
     )
     if setup.settings.n_workers == 1:
-        run_worker(setup.config, 0, report_progress=True)
+        run_worker(setup, 0, report_progress=True)
     else:
         run_parallel(setup, study)
     return study
@@ -303,12 +312,16 @@ def summarise(study: optuna.Study, output_dir: Path) -> None:
     except NoFinishedTrialsError as error:
         print(f"no report: {error}", file=sys.stderr)
         return
-    print(format_front(load_trials(study)))
+    frame = load_trials(study)
+    if study.user_attrs.get("kind") == "ablation":
+        print(format_ablation(ablation_table(frame, study.user_attrs["ablation"])))
+    else:
+        print(format_front(frame))
     print(f"report: {report}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-def main(cfg: DictConfig) -> None:
+def run_command(cfg: DictConfig) -> None:
+    """The body of `experiments.search` and `experiments.ablate`: run, then report."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -320,6 +333,11 @@ def main(cfg: DictConfig) -> None:
         print(f"study stopped: {error}", file=sys.stderr)
         sys.exit(1)
     summarise(study, Path(config["output_dir"]))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+def main(cfg: DictConfig) -> None:
+    run_command(cfg)
 
 
 if __name__ == "__main__":

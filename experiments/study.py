@@ -7,11 +7,12 @@ commit, seed, and the reason when it failed or was stopped.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 import torch
@@ -23,8 +24,11 @@ from experiments.tracking import TrialTracker
 from experiments.trainer import Trainer, TrainerConfig
 from search_space.cost import count_madds, fvcore_default_total
 from search_space.model import build
-from search_space.space import SearchSpace
+from search_space.registry import get_arch
+from search_space.space import SearchSpace, SpaceError
 from search_space.spec import ArchSpec
+
+log = logging.getLogger(__name__)
 
 OBJECTIVE_NAMES = ["mIoU", "GMAdds"]
 DIRECTIONS = ["maximize", "minimize"]
@@ -63,12 +67,53 @@ class StudySettings:
         return settings
 
 
+class Proposer(Protocol):
+    """Where a study's architectures come from: a search space, or an ablation's grid."""
+
+    def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
+        """The trial's architecture and training seed."""
+        ...
+
+    def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(params, user attrs) to enqueue when the study is new."""
+        ...
+
+    def study_attrs(self) -> dict[str, Any]:
+        """What describes this kind of study in its user attributes."""
+        ...
+
+
+@dataclass(frozen=True)
+class SpaceProposer:
+    """A search: the sampler explores the space; the paper's designs come first."""
+
+    space: SearchSpace
+    seed: int
+    reference_designs: tuple[str, ...]
+
+    def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
+        return self.space.suggest(trial), self.seed
+
+    def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        trials = []
+        for name in self.reference_designs:
+            spec = get_arch(name).replace(input_size=self.space.base.input_size)
+            try:
+                trials.append((self.space.params_for(spec), {"reference": name}))
+            except SpaceError as error:
+                log.warning("%s is not enqueued: %s", name, error)
+        return trials
+
+    def study_attrs(self) -> dict[str, Any]:
+        return {"kind": "search", "space": self.space.name}
+
+
 @dataclass
 class TrialContext:
     """What every trial of one worker shares: built once, before the first trial."""
 
     settings: StudySettings
-    space: SearchSpace
+    proposer: Proposer
     trainer_config: TrainerConfig
     train_set: CityscapesDataset
     val_set: CityscapesDataset
@@ -92,14 +137,14 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]
 
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]:
     settings = context.settings
-    spec = context.space.suggest(trial)
+    spec, seed = context.proposer.propose(trial)
     cost = count_madds(spec, context.num_classes)
     attrs: dict[str, Any] = {
         "spec": spec.to_dict(),
         "n_params": cost.params,
         "madds": cost.madds,
         "gmadds": cost.gmadds,
-        "seed": settings.seed,
+        "seed": seed,
         **environment_facts(context.runtime.device),
     }
     for key, value in attrs.items():
@@ -117,7 +162,7 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float
     state = "FAIL"
     try:
         trial.set_user_attr("fvcore_total", fvcore_default_total(spec, context.num_classes))
-        result = _train(trial, spec, cost.gmadds, context)
+        result = _train(trial, spec, seed, cost.gmadds, context)
         state = "COMPLETE"
     except optuna.TrialPruned:
         state = "PRUNED"
@@ -139,7 +184,9 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float
     return miou, cost.gmadds
 
 
-def _train(trial: optuna.Trial, spec: ArchSpec, gmadds: float, context: TrialContext) -> Any:
+def _train(
+    trial: optuna.Trial, spec: ArchSpec, seed: int, gmadds: float, context: TrialContext
+) -> Any:
     settings, config = context.settings, context.trainer_config
     stopper = MultiObjectiveStopper(settings.early_stopping, trial.study, gmadds)
     curve: list[list[float]] = []
@@ -157,7 +204,7 @@ def _train(trial: optuna.Trial, spec: ArchSpec, gmadds: float, context: TrialCon
             raise optuna.TrialPruned(reason)
 
     run_dir = context.output_dir / settings.name / f"trial_{trial.number:04d}"
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(seed)
     started = time.perf_counter()
     trainer = Trainer(
         build(spec, context.num_classes),
@@ -168,7 +215,7 @@ def _train(trial: optuna.Trial, spec: ArchSpec, gmadds: float, context: TrialCon
         num_classes=context.num_classes,
         run_dir=run_dir if settings.keep_checkpoints else None,
         on_evaluation=on_evaluation,
-        seed=settings.seed,
+        seed=seed,
     )
     try:
         return trainer.fit()

@@ -224,3 +224,11 @@ HEAD_COMPARISON = (
     "bisenet_backbone_a",
     "dfanet_a",
 )
+
+
+def matching_reference(spec: ArchSpec) -> ReferenceArch | None:
+    """The registered architecture `spec` is, whatever its input size (for paper rows)."""
+    for arch in _REGISTRY.values():
+        if spec.replace(input_size=arch.spec.input_size) == arch.spec and arch.paper_rows:
+            return arch
+    return None

@@ -1,0 +1,27 @@
+"""`python -m experiments.ablate +ablation=NAME`: a grid of architectures x seeds, with a table.
+
+The same pipeline as a search (see `experiments.search`), with the ablation's variants and
+seeds enqueued as the study's trials; the report holds the ablation table (mean and spread of
+mIoU over seeds, confidence intervals, paired differences to the baseline, the paper's figures).
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from experiments.search import run_command
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="ablate")
+def main(cfg: DictConfig) -> None:
+    if "ablation" not in cfg:
+        raise SystemExit(
+            "choose an ablation: python -m experiments.ablate +ablation=table3_demo "
+            "(see conf/ablation/ for the others)"
+        )
+    run_command(cfg)
+
+
+if __name__ == "__main__":
+    main()

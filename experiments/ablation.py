@@ -1,0 +1,118 @@
+"""An ablation: named variants of a base architecture, each trained with several seeds.
+
+It runs through the same trial pipeline as a search (one Optuna study, every (variant, seed)
+enqueued), so it is stored, resumable, parallel and reported the same way. Config
+(`conf/ablation/*.yaml`):
+
+    ablation:
+      base: backbone_a           # registered architecture the variants change
+      baseline: A x1             # the variant every other one is compared with
+      seeds: [0, 1, 2]
+      variants:
+        A x1: {}                 # gene overrides of `base`
+        A x2: {towers: 2}
+        B x1: {arch: backbone_b} # or another registered architecture (+ overrides)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from search_space.published import find_published
+from search_space.registry import get_arch, matching_reference
+from search_space.spec import ArchSpec, SpecError
+
+
+@dataclass(frozen=True)
+class AblationProposer:
+    name: str
+    baseline: str
+    seeds: tuple[int, ...]
+    variants: dict[str, ArchSpec]
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], input_size: Sequence[int]
+    ) -> AblationProposer:
+        name = str(config.get("name", "ablation"))
+        variants_config = config.get("variants")
+        if not isinstance(variants_config, Mapping) or not variants_config:
+            raise ValueError(f"ablation '{name}': `variants` must be a non-empty mapping")
+        seeds = tuple(int(seed) for seed in config.get("seeds", ()))
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"ablation '{name}': `seeds` must be distinct integers, got {seeds}")
+        variants = {
+            str(label): _variant_spec(name, str(label), overrides, config, input_size)
+            for label, overrides in variants_config.items()
+        }
+        baseline = str(config.get("baseline", next(iter(variants))))
+        if baseline not in variants:
+            raise ValueError(
+                f"ablation '{name}': baseline '{baseline}' is not a variant ({list(variants)})"
+            )
+        return cls(name, baseline, seeds, variants)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.variants) * len(self.seeds)
+
+    def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
+        variant = str(trial.suggest_categorical("variant", list(self.variants)))
+        seed = int(trial.suggest_categorical("seed", list(self.seeds)))
+        trial.set_user_attr("variant", variant)
+        return self.variants[variant], seed
+
+    def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        # Seed-major: an interrupted ablation has every variant at the first seeds.
+        return [
+            ({"variant": variant, "seed": seed}, {"variant": variant})
+            for seed in self.seeds
+            for variant in self.variants
+        ]
+
+    def study_attrs(self) -> dict[str, Any]:
+        return {
+            "kind": "ablation",
+            "ablation": {
+                "name": self.name,
+                "baseline": self.baseline,
+                "seeds": list(self.seeds),
+                "variants": {
+                    label: {"spec": spec.to_dict(), **_paper_figures(spec)}
+                    for label, spec in self.variants.items()
+                },
+            },
+        }
+
+
+def _variant_spec(
+    ablation: str,
+    label: str,
+    overrides: Any,
+    config: Mapping[str, Any],
+    input_size: Sequence[int],
+) -> ArchSpec:
+    genes = dict(overrides or {})
+    try:
+        base = get_arch(str(genes.pop("arch", config.get("base", "dfanet_a"))))
+        return base.replace(**genes, input_size=tuple(input_size))
+    except (KeyError, SpecError) as error:
+        raise ValueError(f"ablation '{ablation}', variant '{label}': {error}") from None
+
+
+def _paper_figures(spec: ArchSpec) -> dict[str, Any]:
+    """The paper's row for this variant, where the paper has one (Cityscapes val, 1024x1024)."""
+    reference = matching_reference(spec)
+    if reference is None:
+        return {}
+    row = reference.paper_rows[0]
+    published = find_published(row.table, row.model)
+    return {
+        "paper_row": f"{row.table}: {row.model}",
+        "paper_miou": published.miou,
+        "paper_gmadds": published.gmadds,
+    }
