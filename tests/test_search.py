@@ -203,3 +203,16 @@ def test_killed_worker_trial_is_failed_and_retried(
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert retry and retry[0].params == killed.params
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
+
+
+def test_offline_wandb_writes_one_run_per_trial(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    command = search_command(synthetic_root, tmp_path, "study.n_trials=1", "tracking=wandb",
+                             f"tracking.dir={tmp_path}/outputs")  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "outputs")}
+    env.pop("WANDB_API_KEY", None)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240,
+                            env=env, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("*.wandb")), "the run wrote no history"
