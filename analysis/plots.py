@@ -102,12 +102,7 @@ def front_figure(
         published_handles, published_labels = _draw_published(ax, published)
         handles += published_handles
         labels += published_labels
-    _log_scale(ax, "x")
-    ax.set_xlabel(GMADDS_LABEL)
-    ax.set_ylabel(miou_label)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(handles=handles, fontsize=8, loc="best")
+    _decorate_miou_vs_gmadds(ax, title=title, miou_label=miou_label, handles=handles)
     _place_labels(figure, ax, labels)
     return figure
 
@@ -132,12 +127,7 @@ def head_fronts_figure(df: pd.DataFrame, *, title: str, miou_label: str) -> Figu
             label=f"{head} ({len(group)} trials, {len(front)} on its front)",
         )
         handles.append(line)
-    _log_scale(ax, "x")
-    ax.set_xlabel(GMADDS_LABEL)
-    ax.set_ylabel(miou_label)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(handles=handles, fontsize=8, loc="best")
+    _decorate_miou_vs_gmadds(ax, title=title, miou_label=miou_label, handles=handles)
     return figure
 
 
@@ -249,6 +239,17 @@ def published_figure(rows: Sequence[PublishedResult]) -> Figure:
         ax.legend(handles=[*handles, line], fontsize=8, loc="best")
         _place_labels(figure, ax, labels)
     return figure
+
+
+def _decorate_miou_vs_gmadds(
+    ax: Axes, *, title: str, miou_label: str, handles: list[Line2D]
+) -> None:
+    _log_scale(ax, "x")
+    ax.set_xlabel(GMADDS_LABEL)
+    ax.set_ylabel(miou_label)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="best")
 
 
 def _log_scale(ax: Axes, which: str) -> None:
