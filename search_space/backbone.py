@@ -34,7 +34,11 @@ class Tower(nn.Module):
             Stage(in_ch, width, depth=depth, expansion=spec.expansion)
             for in_ch, width, depth in zip(in_channels, spec.widths, spec.depths, strict=True)
         )
-        self.attention = FCAttention(spec.widths[2], spec.fc_hidden) if spec.fc_attention else None
+        self.attention = (
+            FCAttention(spec.widths[2], spec.fc_hidden, spec.fc_attention_gate)
+            if spec.fc_attention
+            else None
+        )
 
     def forward(
         self, x: Tensor, link3: Tensor | None = None, link4: Tensor | None = None

@@ -155,13 +155,20 @@ class Stage(nn.Sequential):
 class FCAttention(nn.Module):
     """Global pool -> FC to `hidden` (the ImageNet classifier width) -> 1x1 conv back -> scale.
 
-    BN + ReLU after the 1x1 conv, no sigmoid: the most common reading of the paper.
+    `gate="relu"`: BN + ReLU after the 1x1 conv, no sigmoid, the most common reading of the
+    paper. Its BN normalises each channel over the batch of pooled vectors, so in training about
+    half the samples see a channel gated to zero. `gate="sigmoid"`: the conv's bias and a
+    sigmoid (squeeze-and-excitation style), which has no batch statistics in the gate.
     """
 
-    def __init__(self, channels: int, hidden: int) -> None:
+    def __init__(self, channels: int, hidden: int, gate: str = "relu") -> None:
         super().__init__()
         self.fc = nn.Linear(channels, hidden)
-        self.project = ConvBNReLU(hidden, channels, 1)
+        self.project: nn.Module = (
+            ConvBNReLU(hidden, channels, 1)
+            if gate == "relu"
+            else nn.Sequential(nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)

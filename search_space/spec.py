@@ -31,6 +31,11 @@ TOWER1_DEEPEST_STRIDE = 16
 MAX_INPUT_SIDE = 4096
 
 
+# "relu": BN + ReLU after the 1x1 conv (the common reading of the paper); "sigmoid": the conv's
+# bias and a sigmoid, squeeze-and-excitation style (no batch statistics inside the gate).
+FC_ATTENTION_GATES = ("relu", "sigmoid")
+
+
 class SpecError(ValueError):
     """An architecture description that is not valid; the message names the gene."""
 
@@ -55,6 +60,7 @@ class ArchSpec:
     towers: int = 3
     fc_attention: bool = True
     fc_hidden: int = 1000
+    fc_attention_gate: str = "relu"
     subnetwork_link: bool = True
     substage_links: tuple[bool, ...] = (True, True, True)
     head: str = "dfa"
@@ -122,6 +128,11 @@ class ArchSpec:
         _int(self, "towers", low=1, high=MAX_TOWERS)
         _bool(self, "fc_attention")
         _int(self, "fc_hidden", low=1, high=8192)
+        if self.fc_attention_gate not in FC_ATTENTION_GATES:
+            raise SpecError(
+                "fc_attention_gate",
+                f"expected one of {list(FC_ATTENTION_GATES)}, got {self.fc_attention_gate!r}",
+            )
         _bool(self, "subnetwork_link")
         _bool_list(self, "substage_links", NUM_STAGES)
         if self.towers > 1 and not (self.subnetwork_link or self.substage_links[0]):

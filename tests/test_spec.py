@@ -15,6 +15,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "towers": [0, 5, 2.0],
     "fc_attention": ["yes", 1],
     "fc_hidden": [0, None],
+    "fc_attention_gate": ["softmax", None],
     "subnetwork_link": ["true"],
     "substage_links": [[True, True], [True, 1, True]],
     "head": ["pspnet", None],

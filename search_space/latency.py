@@ -1,0 +1,223 @@
+"""Measured latency of an architecture on the current device: the figure a deployment needs.
+
+MAdds do not predict speed: depthwise convolutions, concatenations and resizes cost far more
+time than their multiply-adds suggest, and differently on CPUs and GPUs. So latency is measured.
+
+The protocol: warm-up calls (allocation, cuDNN's algorithm search, compilation), then timed
+calls until the median has settled (the median of all calls and the median of their first half
+agree within `tolerance`) or the time budget is spent, never fewer than `min_repeats`. A GPU call
+is timed with CUDA events and synchronised before the next, so each figure is one image's (or
+one batch's) latency, not a pipelined throughput. On a CPU the thread count is pinned for the
+measurement and restored after: thread count changes latency several-fold, so it is part of
+the result.
+
+`measure_latency(spec, ...)` is what a study calls before training (`CHEAP` protocol);
+`measure_module(model, ...)` times any built or deployed module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from search_space.deploy import DTYPES, DeployedModel, deploy
+from search_space.model import DEFAULT_NUM_CLASSES, build
+from search_space.spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How many calls to make; see the module's docstring for the stopping rule."""
+
+    warmup: int = 5
+    min_repeats: int = 10
+    max_repeats: int = 200
+    budget_s: float = 20.0
+    tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        # Two calls at least: the spread needs two figures.
+        if not 2 <= self.min_repeats <= self.max_repeats:
+            raise ValueError(
+                f"expected 2 <= min_repeats <= max_repeats, got {self.min_repeats}, "
+                f"{self.max_repeats}"
+            )
+        if self.budget_s <= 0 or self.tolerance <= 0:
+            raise ValueError("budget_s and tolerance must be positive")
+
+
+FULL = Protocol()
+# Before every trial of a study: a few seconds at most, a median good to ~5%.
+CHEAP = Protocol(warmup=2, min_repeats=5, max_repeats=30, budget_s=3.0, tolerance=0.05)
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    median_ms: float
+    p10_ms: float  # the spread: 10th and 90th percentiles of the per-call times
+    p90_ms: float
+    repeats: int
+    batch: int
+    input_size: tuple[int, int]
+    device: str
+    dtype: str
+    threads: int  # torch's intra-op CPU threads during the measurement
+    path: str  # "eager", or the deployed model's steps (e.g. "folded+channels_last")
+
+    @property
+    def fps(self) -> float:
+        """Images per second at this batch size."""
+        return self.batch * 1e3 / self.median_ms
+
+    @property
+    def spread_ms(self) -> float:
+        return self.p90_ms - self.p10_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a trial's user attributes or a table row."""
+        return {**dataclasses.asdict(self), "input_size": list(self.input_size), "fps": self.fps}
+
+
+@contextmanager
+def pinned_threads(threads: int | None) -> Iterator[int]:
+    """torch's intra-op thread count set to `threads` (None: unchanged), restored on exit."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def time_calls(call: Callable[[], object], device: torch.device, protocol: Protocol) -> list[float]:
+    """Milliseconds per call of `call()`, following `protocol` (warm-up calls excluded)."""
+    timed = _cuda_timed if device.type == "cuda" else _host_timed
+    for _ in range(protocol.warmup):
+        timed(call)
+    samples: list[float] = []
+    deadline = time.perf_counter() + protocol.budget_s
+    while len(samples) < protocol.max_repeats:
+        samples.append(timed(call))
+        if len(samples) >= protocol.min_repeats and (
+            time.perf_counter() > deadline or _settled(samples, protocol.tolerance)
+        ):
+            break
+    return samples
+
+
+def _settled(samples: list[float], tolerance: float) -> bool:
+    median = statistics.median(samples)
+    first_half = statistics.median(samples[: len(samples) // 2])
+    return abs(median - first_half) <= tolerance * median
+
+
+def _host_timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1e3
+
+
+def _cuda_timed(call: Callable[[], object]) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    call()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def measure_module(
+    model: nn.Module,
+    *,
+    input_size: tuple[int, int],
+    batch: int = 1,
+    dtype: str = "fp32",
+    threads: int | None = None,
+    protocol: Protocol = FULL,
+) -> LatencyResult:
+    """Latency of `model` on a random image batch, on the device its parameters are on.
+
+    A plain model runs in eval mode (restored after) under `torch.no_grad`, with autocast when
+    `dtype` is fp16/bf16: what an eager user writes. A `DeployedModel` brings its own inference
+    mode and dtype; autocast around it changes nothing.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    device = next(model.parameters()).device
+    # A generator of its own: measuring must not move the caller's (a seeded study's) RNG.
+    image = torch.randn(batch, 3, *input_size, generator=torch.Generator().manual_seed(0))
+    image = image.to(device)
+    autocast = torch.autocast(device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32")
+    was_training = model.training
+    model.eval()
+
+    def call() -> Tensor:
+        with torch.no_grad(), autocast:
+            return model(image)
+
+    try:
+        with pinned_threads(threads) as used_threads:
+            samples = time_calls(call, device, protocol)
+    finally:
+        model.train(was_training)
+    deciles = statistics.quantiles(samples, n=10, method="inclusive")
+    return LatencyResult(
+        median_ms=statistics.median(samples),
+        p10_ms=deciles[0],
+        p90_ms=deciles[-1],
+        repeats=len(samples),
+        batch=batch,
+        input_size=(int(input_size[0]), int(input_size[1])),
+        device=str(device),
+        dtype=dtype,
+        threads=used_threads,
+        path=model.path if isinstance(model, DeployedModel) else "eager",
+    )
+
+
+def measure_latency(
+    spec: ArchSpec,
+    *,
+    device: str | torch.device = "cpu",
+    batch: int = 1,
+    dtype: str = "fp32",
+    fast: bool = True,
+    compile: bool = False,
+    threads: int | None = None,
+    num_classes: int = DEFAULT_NUM_CLASSES,
+    protocol: Protocol = CHEAP,
+) -> LatencyResult:
+    """Latency of the architecture `spec` at its input size, with random weights.
+
+    `fast`: time the deployed path (`search_space.deploy`), else the eager model. Weights do
+    not change the time, so a study can call this before training.
+    """
+    # Initialisation under a forked RNG, for the same reason as the image's generator.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build(spec, num_classes).eval().to(device)
+    if fast:
+        model = deploy(model, dtype=dtype, compile=compile)
+    return measure_module(
+        model,
+        input_size=spec.input_size,
+        batch=batch,
+        dtype=dtype,
+        threads=threads,
+        protocol=protocol,
+    )
