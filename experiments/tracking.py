@@ -47,6 +47,7 @@ class WandbTracker:
             dir=str(self.directory),
             mode=self.mode,
             reinit="finish_previous",
+            settings=wandb.Settings(silent=True),  # one summary per trial would drown the log
         )
 
     def log(self, values: Mapping[str, float], step: int | None = None) -> None:

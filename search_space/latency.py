@@ -9,7 +9,9 @@ agree within `tolerance`) or the time budget is spent, never fewer than `min_rep
 is timed with CUDA events and synchronised before the next, so each figure is one image's (or
 one batch's) latency, not a pipelined throughput. On a CPU the thread count is pinned for the
 measurement and restored after: thread count changes latency several-fold, so it is part of
-the result.
+the result. CPU figures also depend on the allocator: call
+`search_space.deploy.retain_freed_memory()` once per process first (the benchmark does), or
+page faults on freshly mapped activations can double a median from one process to the next.
 
 `measure_latency(spec, ...)` is what a study calls before training (`CHEAP` protocol);
 `measure_module(model, ...)` times any built or deployed module.
@@ -205,13 +207,17 @@ def measure_latency(
     """Latency of the architecture `spec` at its input size, with random weights.
 
     `fast`: time the deployed path (`search_space.deploy`), else the eager model. Weights do
-    not change the time, so a study can call this before training.
+    not change the time, so a study can call this before training. `compile` drops the
+    process's earlier torch.compile caches: every architecture shares the model's code, and
+    dynamo stops compiling it after 8 variants (silently running eager).
     """
     # Initialisation under a forked RNG, for the same reason as the image's generator.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build(spec, num_classes).eval().to(device)
     if fast:
+        if compile:
+            torch.compiler.reset()
         model = deploy(model, dtype=dtype, compile=compile)
     return measure_module(
         model,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -148,6 +151,26 @@ def test_compiled_path_equals_eager() -> None:
     assert fast.path == "folded+channels_last+compiled"
     assert not fast.cuda_graphs
     image = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        eager = model(image)
+    assert_close_to_eager(fast(image), eager, FP32_TOLERANCE)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_retain_freed_memory() -> None:
+    # In a child process: malloc's settings cannot be undone, and would outlive this test.
+    code = "from search_space.deploy import retain_freed_memory as r; assert r()"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_sigmoid_gate_folds_too() -> None:
+    """The SE-style FC-attention gate (conv with bias, sigmoid, no BN) beside folded blocks."""
+    spec = TINY.replace(fc_attention_gate="sigmoid")  # TINY has FC attention
+    model = build(spec, num_classes=3).eval()
+    randomise_batchnorms(model)
+    fast = deploy(model)
+    assert fast.fold_report.left == ()
+    image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         eager = model(image)
     assert_close_to_eager(fast(image), eager, FP32_TOLERANCE)

@@ -1,0 +1,154 @@
+"""`python -m experiments.benchmark` and the GPU check script on tiny inputs; no timing asserted."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.benchmark import (
+    DEFAULT_ARCHS,
+    BenchmarkConfig,
+    Row,
+    main,
+    markdown_table,
+    paper_fps,
+    parse_args,
+)
+from search_space.latency import LatencyResult
+from search_space.registry import HEAD_COMPARISON
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults() -> None:
+    config = parse_args([])
+    assert config == BenchmarkConfig()
+    assert config.input_size == (512, 1024)
+    assert DEFAULT_ARCHS[:2] == ("dfanet_a", "dfanet_b")
+    assert set(HEAD_COMPARISON) <= set(DEFAULT_ARCHS)
+    assert len(set(DEFAULT_ARCHS)) == len(DEFAULT_ARCHS)
+
+
+def test_arguments() -> None:
+    config = parse_args(
+        [
+            *("arch=dfanet_a", "arch=xception_b,backbone_b", "input=256x512", "batch=4"),
+            *("dtype=fp16", "compile=true", "threads=1", "protocol=cheap", "device=cpu"),
+            "retain_memory=false",
+        ]
+    )
+    assert config.archs == ("dfanet_a", "xception_b", "backbone_b")
+    assert (config.input_size, config.batch, config.dtype) == ((256, 512), 4, "fp16")
+    assert (config.compile, config.threads, config.protocol) == (True, 1, "cheap")
+    assert not config.retain_memory
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("arch=dfanet_c", "unknown architecture"),
+        ("batch=0", "batch"),
+        ("compile=yes", "compile"),
+        ("retain_memory=1", "retain_memory"),
+        ("dtype=fp64", "dtype"),
+        ("protocol=slow", "protocol"),
+        ("input=512", "HxW"),
+        ("speed=1", "key=value"),
+        ("dfanet_a", "key=value"),
+    ],
+)
+def test_bad_arguments(argument: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_args([argument])
+
+
+def test_paper_fps_only_at_the_paper_input_size() -> None:
+    dfanet_a = paper_fps("dfanet_a", (1024, 1024))
+    assert dfanet_a is not None
+    assert (dfanet_a.fps, dfanet_a.gpu) == (100, "Titan X")
+    assert paper_fps("dfanet_a", (512, 1024)).fps == 160  # DFANet A'
+    assert paper_fps("dfanet_b", (1024, 1024)).fps == 120
+    assert paper_fps("dfanet_b", (512, 1024)) is None
+    assert paper_fps("dfanet_a", (1024, 2048)) is None
+    assert paper_fps("backbone_a", (1024, 1024)) is None  # Table 2 has no timings
+
+
+def _latency(median_ms: float, path: str) -> LatencyResult:
+    return LatencyResult(
+        median_ms=median_ms,
+        p10_ms=median_ms * 0.9,
+        p90_ms=median_ms * 1.2,
+        repeats=10,
+        batch=1,
+        input_size=(1024, 1024),
+        device="cuda",
+        dtype="fp32",
+        threads=1,
+        path=path,
+    )
+
+
+def test_markdown_table() -> None:
+    latency = {"eager": _latency(20.0, "eager"), "fast": _latency(10.0, "folded")}
+    paper = paper_fps("dfanet_a", (1024, 1024))
+    rows = [
+        Row("dfanet_a", 1, 2_000_000, 3.4, latency, {"fast": 1e-6}, paper),
+        Row("xception_b", 1, 80_000, 0.8, latency, {"fast": 2e-6}),
+    ]
+    lines = markdown_table(rows).splitlines()
+    assert lines[0].startswith("| arch | batch | params M | GMAdds | eager ms (p10-p90) |")
+    cells = "| 20.0 (18.0-24.0) | 50.0 | 10.0 (9.0-12.0) | 100.0 | 2.00x | 1e-06 | 100 (Titan X) |"
+    assert lines[2].endswith(cells)
+    assert lines[3].endswith("| 2e-06 |  |")  # no paper figure for xception_b
+
+
+def test_command_writes_csv_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    arguments = ["arch=xception_b", "input=32x48", "batch=2", "threads=1", "protocol=cheap"]
+    # retain_memory=false: malloc's settings would outlive the test, in pytest's process.
+    code = main([*arguments, "device=cpu", "retain_memory=false", f"out={tmp_path}"])
+    assert code == 0
+    (csv_path,) = tmp_path.glob("cpu1t-*_32x48_fp32_b2_*.csv")
+    with csv_path.open() as handle:
+        records = list(csv.DictReader(handle))
+    assert [(r["arch"], r["batch"]) for r in records] == [("xception_b", "1"), ("xception_b", "2")]
+    for record in records:
+        assert float(record["eager_median_ms"]) > 0
+        assert float(record["fast_speedup"]) > 0
+        assert float(record["fast_max_rel_diff"]) < 1e-4
+        assert record["fast_path"] == "folded+channels_last"
+    markdown = csv_path.with_suffix(".md").read_text()
+    assert "load average" in markdown
+    assert "- malloc: default" in markdown
+    assert "xception_b" in capsys.readouterr().out
+
+
+def test_command_rejects_bad_arguments(capsys: pytest.CaptureFixture) -> None:
+    assert main(["batch=-1"]) == 2
+    assert "batch" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gpu_check_script_dry_run_on_cpu(tmp_path: Path) -> None:
+    env = os.environ | {
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "PROTOCOL": "cheap",
+        "SIZES": "64x64",
+        "DTYPES": "fp32",
+        "COMPILE": "false",
+        "OUT": str(tmp_path),
+    }
+    script = ROOT / "experiments" / "benchmarks" / "gpu_check.sh"
+    result = subprocess.run(
+        ["bash", str(script), "threads=1"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dfanet_a batch 1" in result.stdout
+    assert "dfanet_b batch 1" in result.stdout
+    (markdown,) = tmp_path.glob("*_64x64_fp32_b1_*.md")
+    assert "- malloc: freed memory retained" in markdown.read_text()
