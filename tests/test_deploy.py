@@ -17,18 +17,10 @@ from search_space.layers import ConvBNReLU, SeparableConv
 from search_space.model import build
 from search_space.registry import arch_names, get_arch
 from search_space.spec import ArchSpec, SpecError
+from tests.tiny_arch import TINY as SHARED_TINY
 
 NAMES = arch_names()
-TINY = ArchSpec(
-    widths=(8, 16, 32),
-    depths=(1, 1, 1),
-    stem_channels=4,
-    towers=1,
-    fc_hidden=8,
-    decoder_high_level=False,
-    decoder_low_level=False,
-    input_size=(32, 32),
-)
+TINY = SHARED_TINY.replace(input_size=(32, 32))
 
 
 @pytest.fixture(autouse=True)

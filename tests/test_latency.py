@@ -19,18 +19,8 @@ from search_space.latency import (
     time_calls,
 )
 from search_space.layers import ConvBNReLU
-from search_space.spec import ArchSpec
+from tests.tiny_arch import TINY
 
-TINY = ArchSpec(
-    widths=(8, 16, 32),
-    depths=(1, 1, 1),
-    stem_channels=4,
-    towers=1,
-    fc_hidden=8,
-    decoder_high_level=False,
-    decoder_low_level=False,
-    input_size=(32, 48),
-)
 QUICK = Protocol(warmup=1, min_repeats=4, max_repeats=12, budget_s=5.0, tolerance=0.05)
 
 
