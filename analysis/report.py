@@ -305,9 +305,7 @@ def _importance_section(study: optuna.Study, df: pd.DataFrame, out_dir: Path) ->
 
 
 # ------------------------------------------------------------------------------------- helpers
-def _ablation_section(
-    df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path
-) -> list[doc.Block]:
+def _ablation_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
     ablation = attrs["ablation"]
     table = ablation_table(df, ablation)
     table.to_csv(out_dir / "ablation.csv", index=False)

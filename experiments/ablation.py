@@ -35,9 +35,7 @@ class AblationProposer:
     variants: dict[str, ArchSpec]
 
     @classmethod
-    def from_config(
-        cls, config: Mapping[str, Any], input_size: Sequence[int]
-    ) -> AblationProposer:
+    def from_config(cls, config: Mapping[str, Any], input_size: Sequence[int]) -> AblationProposer:
         name = str(config.get("name", "ablation"))
         variants_config = config.get("variants")
         if not isinstance(variants_config, Mapping) or not variants_config:

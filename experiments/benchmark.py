@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import os
-import platform
 import re
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from experiments.runtime import resolve_device
+from experiments.runtime import device_name, resolve_device
 from search_space.arch_source import parse_size
 from search_space.cost import count_madds
 from search_space.deploy import DTYPES, deploy, retain_freed_memory
@@ -255,17 +254,6 @@ def markdown_table(rows: Sequence[Row]) -> str:
         cells.append(f"{row.paper.fps:g} ({row.paper.gpu})" if row.paper else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
 
 
 def _load() -> str:

@@ -1,9 +1,9 @@
 """Early stopping for a multi-objective study, which Optuna does not provide.
 
 At each evaluation, a trial whose validation mIoU is beaten at the same step by at least
-`min_dominating` finished, feasible trials that cost no more MAdds is stopped: those trials
-already show that, at this budget, it will not reach the front. It is stored as PRUNED with
-its curve and the reason.
+`min_dominating` finished, feasible trials that cost no more (MAdds, and latency when it is an
+objective) is stopped: those trials already show that, at this budget, it will not reach the
+front. It is stored as PRUNED with its curve and the reason.
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ def curve_value_at(curve: list[list[float]] | None, step: int) -> float | None:
 
 
 class MultiObjectiveStopper:
-    def __init__(self, config: EarlyStoppingConfig, study: optuna.Study, gmadds: float) -> None:
+    def __init__(
+        self, config: EarlyStoppingConfig, study: optuna.Study, costs: Mapping[str, float]
+    ) -> None:
+        """`costs`: this trial's figures that a dominating trial must not exceed, by the user
+        attribute that stores them (`gmadds`, `latency_ms`)."""
         self.config = config
         self.study = study
-        self.gmadds = gmadds
+        self.costs = dict(costs)
 
     def reason_to_stop(self, step: int, miou: float) -> str | None:
         """None to go on, or why the trial should stop."""
@@ -49,15 +53,18 @@ class MultiObjectiveStopper:
         better = []
         for trial in finished:
             attrs = trial.user_attrs
-            if attrs.get("infeasible") or attrs.get("gmadds", float("inf")) > self.gmadds:
+            if attrs.get("infeasible") or any(
+                attrs.get(name, float("inf")) > mine for name, mine in self.costs.items()
+            ):
                 continue
             theirs = curve_value_at(attrs.get("curve"), step)
             if theirs is not None and theirs > miou + self.config.margin:
                 better.append(trial.number)
         if len(better) < self.config.min_dominating:
             return None
+        costs = ", ".join(f"{name} {value:.3f}" for name, value in self.costs.items())
         return (
             f"at step {step} its validation mIoU {miou:.2f} was beaten by {len(better)} "
-            f"finished trials with no more MAdds ({self.gmadds:.3f} G): "
+            f"finished trials that cost no more ({costs}): "
             f"{', '.join(f'#{n}' for n in better[:10])}"
         )

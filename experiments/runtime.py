@@ -74,14 +74,25 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's or the CPU's model name: what a latency figure is read against."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment_facts(device: torch.device) -> dict[str, str | None]:
     """What a stored result needs to be read later: versions, device, commit."""
     import optuna
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {
         "device": str(device),
-        "device_name": name or platform.machine(),
+        "device_name": device_name(device),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "optuna": optuna.__version__,

@@ -35,8 +35,6 @@ from experiments.datasets import build_datasets
 from experiments.optuna_setup import make_sampler, make_storage
 from experiments.runtime import Runtime, environment_facts, resolve_device
 from experiments.study import (
-    DIRECTIONS,
-    OBJECTIVE_NAMES,
     Proposer,
     SpaceProposer,
     StudySettings,
@@ -45,6 +43,7 @@ from experiments.study import (
 )
 from experiments.tracking import make_tracker
 from experiments.trainer import TrainerConfig
+from search_space.deploy import retain_freed_memory
 from search_space.registry import get_arch
 from search_space.space import SpaceError, load_space
 from search_space.spec import SpecError
@@ -116,22 +115,25 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
 
 
 def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
-    config = setup.config
+    config, settings = setup.config, setup.settings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(
-            study_name=setup.settings.name,
+            study_name=settings.name,
             storage=make_storage(config["storage"]),
-            sampler=make_sampler(setup.sampler_config, setup.settings.seed + worker),
-            directions=DIRECTIONS,
+            sampler=make_sampler(setup.sampler_config, settings.seed + worker),
+            directions=settings.directions,
             load_if_exists=True,
         )
-        if list(study.directions) != [
-            optuna.study.StudyDirection.MAXIMIZE,
-            optuna.study.StudyDirection.MINIMIZE,
-        ]:
-            raise ValueError(f"study '{study.study_name}' exists with other objectives")
-        study.set_metric_names(OBJECTIVE_NAMES)
+        stored = study.metric_names or [f"{len(study.directions)} unnamed"]
+        if stored != settings.objective_names:
+            if study.metric_names is not None or len(study.directions) != len(settings.directions):
+                raise ValueError(
+                    f"study '{study.study_name}' is stored with the objectives {stored}; this "
+                    f"configuration asks for {settings.objective_names} (see "
+                    "study.latency_objective): choose another study.name"
+                )
+            study.set_metric_names(settings.objective_names)
     return study
 
 
@@ -218,6 +220,8 @@ def run_worker(setup: SearchSetup, worker: int, report_progress: bool) -> None:
     threads = config["study"].get("threads_per_worker")
     if threads:
         torch.set_num_threads(int(threads))
+    if settings.latency.enabled and device.type == "cpu":
+        retain_freed_memory()  # else page faults make CPU latencies vary from run to run
     context = TrialContext(
         settings=settings,
         proposer=setup.proposer,

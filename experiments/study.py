@@ -23,6 +23,8 @@ from experiments.runtime import Runtime, environment_facts
 from experiments.tracking import TrialTracker
 from experiments.trainer import Trainer, TrainerConfig
 from search_space.cost import count_madds, fvcore_default_total
+from search_space.deploy import DTYPES
+from search_space.latency import CHEAP, LatencyResult, measure_latency
 from search_space.model import build
 from search_space.registry import get_arch
 from search_space.space import SearchSpace, SpaceError
@@ -30,8 +32,56 @@ from search_space.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
-OBJECTIVE_NAMES = ["mIoU", "GMAdds"]
-DIRECTIONS = ["maximize", "minimize"]
+LATENCY_OBJECTIVE = "latency_ms"
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """Measured latency in a study: a third objective, a budget, or only a recorded figure.
+
+    It is measured on the trial's device before training (`search_space.latency`, the CHEAP
+    protocol: a few seconds), with the worker's threads, on the deployed path by default: the
+    figure a deployment would see.
+    """
+
+    objective: bool = False  # study.latency_objective: minimise latency_ms as a third objective
+    budget_ms: float | None = None  # study.latency_budget_ms: above it, infeasible, not trained
+    measure: bool = False  # study.latency.measure: record it even when neither of the above
+    batch: int = 1
+    fast_path: bool = True
+    dtype: str = "fp32"
+
+    @property
+    def enabled(self) -> bool:
+        return self.objective or self.budget_ms is not None or self.measure
+
+    @classmethod
+    def from_study(cls, values: Mapping[str, Any]) -> LatencySettings:
+        how = dict(values.get("latency") or {})
+        unknown = set(how) - {"measure", "batch", "fast_path", "dtype"}
+        if unknown:
+            raise ValueError(
+                f"study.latency has unknown keys {sorted(unknown)}; expected measure, batch, "
+                "fast_path, dtype"
+            )
+        budget = values.get("latency_budget_ms")
+        settings = cls(
+            objective=bool(values.get("latency_objective", False)),
+            budget_ms=None if budget is None else float(budget),
+            measure=bool(how.get("measure", False)),
+            batch=int(how.get("batch", 1)),
+            fast_path=bool(how.get("fast_path", True)),
+            dtype=str(how.get("dtype", "fp32")),
+        )
+        if settings.budget_ms is not None and settings.budget_ms <= 0:
+            raise ValueError(f"study.latency_budget_ms must be > 0, got {settings.budget_ms}")
+        if settings.batch < 1:
+            raise ValueError(f"study.latency.batch must be >= 1, got {settings.batch}")
+        if settings.dtype not in DTYPES:
+            raise ValueError(
+                f"study.latency.dtype must be one of {list(DTYPES)}, got {settings.dtype!r}"
+            )
+        return settings
 
 
 @dataclass(frozen=True)
@@ -45,6 +95,16 @@ class StudySettings:
     early_stopping: EarlyStoppingConfig
     max_failed_trials: int
     keep_checkpoints: bool
+    latency: LatencySettings = LatencySettings()
+
+    @property
+    def objective_names(self) -> list[str]:
+        """What a trial returns, in order: mIoU, GMAdds and, when asked for, latency_ms."""
+        return ["mIoU", "GMAdds", *([LATENCY_OBJECTIVE] if self.latency.objective else [])]
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize", *["minimize"] * (len(self.objective_names) - 1)]
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> StudySettings:
@@ -60,6 +120,7 @@ class StudySettings:
             early_stopping=EarlyStoppingConfig.from_dict(values.get("early_stopping", {})),
             max_failed_trials=int(values.get("max_failed_trials", 10)),
             keep_checkpoints=bool(values.get("keep_checkpoints", True)),
+            latency=LatencySettings.from_study(values),
         )
         for field in ("n_trials", "n_workers", "max_failed_trials"):
             if getattr(settings, field) < 1:
@@ -123,7 +184,7 @@ class TrialContext:
     output_dir: Path
 
 
-def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]:
+def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     """The objective. Any error is recorded on the trial (`fail_reason`) before Optuna
     stores it as FAIL and the study goes on."""
     try:
@@ -135,7 +196,7 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]
         raise
 
 
-def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float]:
+def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     settings = context.settings
     spec, seed = context.proposer.propose(trial)
     cost = count_madds(spec, context.num_classes)
@@ -147,28 +208,30 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float
         "seed": seed,
         **environment_facts(context.runtime.device),
     }
+    costs = {"gmadds": cost.gmadds}
+    if settings.latency.enabled:
+        latency = _measure_latency(spec, settings.latency, context)
+        attrs["latency"] = latency.to_dict()
+        costs[LATENCY_OBJECTIVE] = attrs[LATENCY_OBJECTIVE] = latency.median_ms
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    infeasible = settings.gmadds_budget is not None and cost.gmadds > settings.gmadds_budget
-    if settings.gmadds_budget is not None:
-        trial.set_constraint("gmadds_budget", cost.gmadds - settings.gmadds_budget)
-    trial.set_user_attr("infeasible", infeasible)
-    if infeasible:
+    values = (cost.gmadds, *([costs[LATENCY_OBJECTIVE]] if settings.latency.objective else []))
+    if _breaks_a_budget(trial, settings, costs):
         # Never trained: 0.0 is a placeholder the analysis never reads as a measurement.
-        return 0.0, cost.gmadds
+        return 0.0, *values
 
     tracker = context.tracker
     tracker.start(settings.name, trial.number, {**attrs, "params": trial.params})
     state = "FAIL"
     try:
         trial.set_user_attr("fvcore_total", fvcore_default_total(spec, context.num_classes))
-        result = _train(trial, spec, seed, cost.gmadds, context)
+        result = _train(trial, spec, seed, costs, context)
         state = "COMPLETE"
     except optuna.TrialPruned:
         state = "PRUNED"
         raise
     finally:
-        tracker.finish({"gmadds": cost.gmadds}, state)
+        tracker.finish(costs, state)
         if context.runtime.device.type == "cuda":
             torch.cuda.empty_cache()
     miou = 100.0 * result.scores.miou
@@ -181,14 +244,48 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, float
     }.items():
         trial.set_user_attr(key, value)
     tracker.log({"mIoU": miou, "GMAdds": cost.gmadds})
-    return miou, cost.gmadds
+    return miou, *values
+
+
+def _measure_latency(spec: ArchSpec, how: LatencySettings, context: TrialContext) -> LatencyResult:
+    # Random weights: they do not change the time. measure_latency leaves the RNG alone, so
+    # the trial's training seed means the same with or without latency.
+    return measure_latency(
+        spec,
+        device=context.runtime.device,
+        batch=how.batch,
+        dtype=how.dtype,
+        fast=how.fast_path,
+        num_classes=context.num_classes,
+        protocol=CHEAP,
+    )
+
+
+def _breaks_a_budget(trial: optuna.Trial, settings: StudySettings, costs: dict[str, float]) -> bool:
+    """Set the study's constraints (feasible when <= 0) and say whether any is broken."""
+    budgets = {
+        "gmadds_budget": (costs["gmadds"], settings.gmadds_budget),
+        "latency_budget": (costs.get(LATENCY_OBJECTIVE), settings.latency.budget_ms),
+    }
+    infeasible = False
+    for name, (value, budget) in budgets.items():
+        if budget is not None and value is not None:
+            trial.set_constraint(name, value - budget)
+            infeasible |= value > budget
+    trial.set_user_attr("infeasible", infeasible)
+    return infeasible
 
 
 def _train(
-    trial: optuna.Trial, spec: ArchSpec, seed: int, gmadds: float, context: TrialContext
+    trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict[str, float], context: TrialContext
 ) -> Any:
     settings, config = context.settings, context.trainer_config
-    stopper = MultiObjectiveStopper(settings.early_stopping, trial.study, gmadds)
+    # The costs a trial that stops this one must not exceed: its objectives besides mIoU.
+    stopper = MultiObjectiveStopper(
+        settings.early_stopping,
+        trial.study,
+        costs if settings.latency.objective else {"gmadds": costs["gmadds"]},
+    )
     curve: list[list[float]] = []
 
     def on_evaluation(step: int, miou: float) -> None:

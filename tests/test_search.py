@@ -69,6 +69,7 @@ def test_study_completes_and_resumes(synthetic_root: Path, tmp_path: Path) -> No
             "optuna",
             "seed",
             "git_commit",
+            "latency_ms",  # the demo records latency without making it an objective
         ):
             assert key in trial.user_attrs, key
     assert "finished 3/3" in result.stdout
@@ -103,15 +104,50 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
 
 
-def test_infeasible_trials_are_not_trained(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    result = run(
-        search_command(synthetic_root, tmp_path, "study.n_trials=2", "study.gmadds_budget=0.0001")
-    )
+@pytest.mark.parametrize(
+    ("budget", "constraint"),
+    [
+        ("study.gmadds_budget=0.0001", "gmadds_budget"),
+        ("study.latency_budget_ms=0.001", "latency_budget"),
+    ],
+)
+def test_infeasible_trials_are_not_trained(
+    synthetic_root: Path,  # noqa: F811
+    tmp_path: Path,
+    budget: str,
+    constraint: str,
+) -> None:
+    result = run(search_command(synthetic_root, tmp_path, "study.n_trials=2", budget))
     assert result.returncode == 0, result.stderr[-3000:]
     for trial in load(tmp_path).get_trials():
         assert trial.user_attrs["infeasible"] is True
-        assert trial.constraints["gmadds_budget"] > 0
+        assert list(trial.constraints) == [constraint]
+        assert trial.constraints[constraint] > 0
         assert "curve" not in trial.user_attrs
+
+
+def test_latency_as_a_third_objective(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    result = run(
+        search_command(synthetic_root, tmp_path, "study.n_trials=2", "study.latency_objective=true")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load(tmp_path)
+    assert study.metric_names == ["mIoU", "GMAdds", "latency_ms"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        latency = trial.user_attrs["latency"]
+        assert trial.values[2] == trial.user_attrs["latency_ms"] == latency["median_ms"]
+        assert 0 < latency["p10_ms"] <= latency["median_ms"] <= latency["p90_ms"]
+        assert latency["repeats"] >= 5 and latency["threads"] == 1
+        assert latency["input_size"] == [64, 128] and latency["path"] != "eager"
+    report = (tmp_path / "outputs" / "reports" / "tiny" / "report.md").read_text()
+    assert "## Latency" in report and "latency.png" in report
+
+    # The stored study keeps its objectives: asking for two fails before any trial runs.
+    result = run(search_command(synthetic_root, tmp_path, "study.n_trials=3"))
+    assert result.returncode == 2
+    assert "['mIoU', 'GMAdds', 'latency_ms']" in result.stderr
+    assert len(load(tmp_path).get_trials()) == 2
 
 
 def test_bad_dataset_root_fails_fast(tmp_path: Path) -> None:

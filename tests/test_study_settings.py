@@ -1,0 +1,108 @@
+"""A study's settings (objectives, latency, budgets) and its multi-objective early stopping,
+on a real SQLite storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import IntDistribution
+
+from experiments.early_stopping import EarlyStoppingConfig, MultiObjectiveStopper
+from experiments.study import LatencySettings, StudySettings
+
+BASE: dict[str, Any] = {"name": "s", "n_trials": 4}
+
+
+def test_objectives_follow_the_latency_settings() -> None:
+    plain = StudySettings.from_dict(BASE)
+    assert plain.objective_names == ["mIoU", "GMAdds"]
+    assert plain.directions == ["maximize", "minimize"]
+    assert not plain.latency.enabled
+
+    three = StudySettings.from_dict({**BASE, "latency_objective": True})
+    assert three.objective_names == ["mIoU", "GMAdds", "latency_ms"]
+    assert three.directions == ["maximize", "minimize", "minimize"]
+
+    budget = StudySettings.from_dict({**BASE, "latency_budget_ms": 12})
+    assert budget.objective_names == ["mIoU", "GMAdds"]
+    assert budget.latency.enabled and budget.latency.budget_ms == 12.0
+
+    recorded = StudySettings.from_dict({**BASE, "latency": {"measure": True, "batch": 4}})
+    assert recorded.latency == LatencySettings(measure=True, batch=4)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"latency_budget_ms": 0}, "study.latency_budget_ms must be > 0, got 0.0"),
+        ({"latency": {"batch": 0}}, "study.latency.batch must be >= 1, got 0"),
+        ({"latency": {"dtype": "int8"}}, "study.latency.dtype must be one of"),
+        ({"latency": {"repeats": 3}}, "study.latency has unknown keys ['repeats']"),
+        ({"n_workers": 0}, "study.n_workers must be >= 1, got 0"),
+    ],
+)
+def test_bad_settings_name_the_field(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        StudySettings.from_dict({**BASE, **values})
+    assert message in str(error.value)
+
+
+# ------------------------------------------------------------------------- early stopping
+def finished_trial(number: int, miou_at_40: float, **costs: float) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        params={"x": number},
+        distributions={"x": IntDistribution(0, 100)},
+        values=[miou_at_40 + 5, costs["gmadds"]],
+        user_attrs={"curve": [[20, miou_at_40 - 5], [40, miou_at_40]], **costs},
+    )
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> optuna.Study:
+    """Four finished trials at 1 GMAdds and 10 ms; one costlier; one infeasible."""
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/s.db", directions=["maximize", "minimize"]
+    )
+    for number, miou in enumerate((30.0, 31.0, 32.0, 33.0)):
+        study.add_trial(finished_trial(number, miou, gmadds=1.0, latency_ms=10.0))
+    study.add_trial(finished_trial(4, 50.0, gmadds=3.0, latency_ms=10.0))
+    infeasible = finished_trial(5, 50.0, gmadds=0.5, latency_ms=1.0)
+    infeasible.set_user_attr("infeasible", True)
+    study.add_trial(infeasible)
+    return study
+
+
+def stopper(study: optuna.Study, costs: dict[str, float], **config: Any) -> MultiObjectiveStopper:
+    return MultiObjectiveStopper(
+        EarlyStoppingConfig(**{"enabled": True, "min_dominating": 3, **config}), study, costs
+    )
+
+
+def test_a_trial_beaten_by_enough_cheaper_trials_stops(study: optuna.Study) -> None:
+    reason = stopper(study, {"gmadds": 1.0}).reason_to_stop(40, 20.0)
+    assert reason is not None
+    assert "beaten by 4 finished trials" in reason and "#0, #1, #2, #3" in reason
+    assert "#4" not in reason and "#5" not in reason  # costlier; infeasible
+
+
+def test_only_trials_that_cost_no_more_count(study: optuna.Study) -> None:
+    # At 0.9 GMAdds every finished trial costs more: nothing can dominate this one.
+    assert stopper(study, {"gmadds": 0.9}).reason_to_stop(40, 20.0) is None
+    # With latency an objective, a faster trial is not dominated by slower ones.
+    assert stopper(study, {"gmadds": 5.0, "latency_ms": 9.0}).reason_to_stop(40, 20.0) is None
+    assert stopper(study, {"gmadds": 5.0, "latency_ms": 10.0}).reason_to_stop(40, 20.0)
+
+
+def test_margin_step_and_switch(study: optuna.Study) -> None:
+    # 31.5: beaten by two trials only (32, 33), fewer than min_dominating.
+    assert stopper(study, {"gmadds": 1.0}).reason_to_stop(40, 31.5) is None
+    # A margin of 10 points: 20 + 10 is beaten by 31, 32, 33 only: still three.
+    assert stopper(study, {"gmadds": 1.0}, margin=10.0).reason_to_stop(40, 20.0)
+    assert stopper(study, {"gmadds": 1.0}, margin=12.0).reason_to_stop(40, 20.0) is None
+    assert stopper(study, {"gmadds": 1.0}, min_step=50).reason_to_stop(40, 0.0) is None
+    assert stopper(study, {"gmadds": 1.0}, enabled=False).reason_to_stop(40, 0.0) is None
+    # No finished trial evaluated at step 30: no evidence either way.
+    assert stopper(study, {"gmadds": 1.0}).reason_to_stop(30, 0.0) is None
