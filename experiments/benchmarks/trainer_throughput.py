@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from experiments.benchmarks import conf_option
 from experiments.data import NUM_CLASSES
 from experiments.datasets import build_datasets
 from experiments.losses import LossConfig, SegmentationLoss
@@ -25,8 +26,7 @@ from experiments.trainer import Trainer, TrainerConfig
 from search_space.model import build
 from search_space.registry import get_arch
 
-SYNTHETIC = {"name": "synthetic", "root": None, "n_train": 300, "n_val": 100, "height": 256,
-             "width": 512, "seed": 0}  # fmt: skip
+SYNTHETIC = conf_option("dataset", "synthetic")
 
 
 def bare_loop(arch: str, config: TrainerConfig, size: tuple[int, int], device: torch.device,

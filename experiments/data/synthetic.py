@@ -12,8 +12,11 @@ their position); cars, trucks, buses, caravans, trailers and trams share one pai
 differ by shape and size (and trams by their rails); people and riders share clothes and differ
 by the bicycle or motorcycle under the rider; sky, facades, walls, distant skylines, trees and
 grass have overlapping colours and differ by texture and position. Poles, signs and lights are a
-few pixels wide. All of that rewards resolution, receptive field and capacity; the pixel noise
-and lighting changes are there so that nothing is solved by a colour lookup.
+few pixels wide at the demo's 128x256 input (posts of 0.35-0.5 m, signs of about a metre:
+sized for that resolution rather than true to life), so a stride-4 decoder can resolve them and
+a stride-16 backbone output cannot. All of that rewards resolution, receptive field and
+capacity; the pixel noise and lighting changes are there so that nothing is solved by a colour
+lookup.
 
 `ensure_synthetic_cityscapes` renders the set once into a cache folder and reuses it.
 """
@@ -616,7 +619,7 @@ class _Scene:
         return self._vehicle(kind, x, depth, side_view=True, rider=rider)
 
     def _plan_people(self) -> None:
-        for index in range(int(self.rng.integers(1, 10))):
+        for index in range(int(self.rng.integers(3, 12))):
             # The first person is the guaranteed one: near, in the frame, never hidden.
             self._place(lambda first=index == 0: self._pedestrian(first), protect=index == 0)
 
@@ -645,7 +648,7 @@ class _Scene:
                 tries=1,
                 protect=True,
             )
-            while (z := z + rng.uniform(10, 25)) < 70:
+            while (z := z + rng.uniform(7, 16)) < 70:
                 kind = str(rng.choice(["lamp", "sign", "light"]))
                 self._place(lambda k=kind, x=x, z=z: _Entity(k, x, z, 0.3, 0.3, top=8.0), tries=1)
         tree_sides = [side for side in (-1, 1) if rng.random() < 0.6 or side in self.park]
@@ -1206,7 +1209,7 @@ class _Scene:
         if s is None:
             return
         metal = _METAL[rng.integers(0, len(_METAL))] * rng.uniform(0.9, 1.1)
-        width = rng.uniform(0.1, 0.18)
+        width = rng.uniform(0.35, 0.5)  # sized for the demo's input: see the module's docstring
         s.add(s.rect(-width / 2, width / 2, 0, tall), POLE, s.textured(metal, 0.04), POLE)
         if e.kind == "lamp":
             reach = -np.sign(e.x) * 1.2
@@ -1220,7 +1223,7 @@ class _Scene:
 
     def _sign(self, s: _Sprite, centre: float) -> None:
         rng = self.rng
-        size = rng.uniform(0.5, 0.8)
+        size = rng.uniform(0.9, 1.3)
         red, blue, yellow = (
             np.array(c, np.float32) for c in ((0.8, 0.1, 0.1), (0.1, 0.3, 0.75), (0.95, 0.8, 0.1))
         )
@@ -1260,7 +1263,7 @@ class _Scene:
     def _light(self, s: _Sprite, top: float) -> None:
         rng = self.rng
         housing = np.array((0.1, 0.11, 0.1), np.float32) * rng.uniform(0.8, 2.0)
-        s.add(s.rect(-0.16, 0.16, top - 0.85, top), TRAFFIC_LIGHT, housing, TRAFFIC_LIGHT)
+        s.add(s.rect(-0.36, 0.36, top - 1.5, top), TRAFFIC_LIGHT, housing, TRAFFIC_LIGHT)
         if rng.random() < 0.3:  # seen from behind: only the housing
             return
         lit = int(rng.integers(0, 3))
@@ -1268,7 +1271,7 @@ class _Scene:
         for index, lamp in enumerate(lamps):
             colour = np.array(lamp, np.float32) * (1.0 if index == lit else 0.25)
             s.add(
-                s.ellipse(0, top - 0.15 - 0.27 * index, 0.09, 0.09),
+                s.ellipse(0, top - 0.27 - 0.48 * index, 0.19, 0.19),
                 TRAFFIC_LIGHT,
                 colour,
                 TRAFFIC_LIGHT,
