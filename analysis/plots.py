@@ -28,7 +28,7 @@ from analysis.importance import Importance
 from analysis.load import GMADDS, HEAD, LATENCY, MIOU, STATUS_INFEASIBLE, Objective, finished
 from analysis.pareto import non_dominated
 from analysis.published import published_front
-from analysis.stats import spearman
+from analysis.stats import madds_latency_agreement
 from search_space.published import PublishedResult
 
 HEAD_STYLES: dict[str, tuple[str, str]] = {
@@ -196,7 +196,7 @@ def latency_figure(df: pd.DataFrame, *, title: str) -> Figure:
         handles.append(
             ax.scatter(group[GMADDS], group[LATENCY], marker=marker, color=colour, label=head)
         )
-    rho = spearman(trials[GMADDS], trials[LATENCY])
+    rho, _ = madds_latency_agreement(df)
     rho_text = "n/a" if math.isnan(rho) else f"{rho:.2f}"
     devices = sorted({str(d) for d in trials.get("device_name", pd.Series()).dropna()})
     ax.set_title(f"{title}\nSpearman $\\rho$ = {rho_text} over {len(trials)} trials")

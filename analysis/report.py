@@ -17,6 +17,7 @@ trial counts and the failure reasons; the command prints it and exits with statu
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,6 +54,7 @@ from analysis.load import (
 )
 from analysis.pareto import pareto_front
 from analysis.published import comparable_published
+from analysis.stats import madds_latency_agreement
 from analysis.tables import (
     best_per_head,
     budget_levels,
@@ -273,8 +275,16 @@ def _heads_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) ->
 
 def _latency_section(df: pd.DataFrame, out_dir: Path) -> list[doc.Block]:
     figure = plots.latency_figure(df, title="Measured latency against MAdds")
+    rho, count = madds_latency_agreement(df)
+    verdict = (
+        "too few trials to say"
+        if math.isnan(rho)
+        else f"Spearman's rho = {rho:.2f} over {count} trials: MAdds rank these architectures "
+        f"by latency {_agreement(rho)}"
+    )
     return [
         doc.Heading("Latency"),
+        doc.Paragraph(f"Measured latency against MAdds: {verdict}."),
         _figure(
             figure,
             out_dir,
@@ -283,6 +293,16 @@ def _latency_section(df: pd.DataFrame, out_dir: Path) -> list[doc.Block]:
             "MAdds ranks the architectures by speed on that device.",
         ),
     ]
+
+
+def _agreement(rho: float) -> str:
+    if rho >= 0.9:
+        return "almost exactly"
+    if rho >= 0.7:
+        return "well, with exceptions"
+    if rho >= 0.4:
+        return "only loosely"
+    return "hardly at all"
 
 
 def _importance_section(study: optuna.Study, df: pd.DataFrame, out_dir: Path) -> list[doc.Block]:

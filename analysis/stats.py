@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis.load import GMADDS, LATENCY, finished
+
 
 def spearman(x: pd.Series, y: pd.Series) -> float:
     """Spearman's rank correlation: Pearson's correlation of the ranks, ties given their average
@@ -18,3 +20,10 @@ def spearman(x: pd.Series, y: pd.Series) -> float:
     if ranks["x"].nunique() < 2 or ranks["y"].nunique() < 2:
         return math.nan
     return float(np.corrcoef(ranks["x"], ranks["y"])[0, 1])
+
+
+def madds_latency_agreement(df: pd.DataFrame) -> tuple[float, int]:
+    """How well MAdds rank a study's architectures by measured latency: Spearman's rho over the
+    feasible finished trials that have both, and how many there are."""
+    trials = finished(df).dropna(subset=[LATENCY, GMADDS])
+    return spearman(trials[GMADDS], trials[LATENCY]), len(trials)

@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import scipy.stats
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -23,6 +24,7 @@ from analysis.load import (
     MIOU,
     StorageNotFoundError,
     StudyNotFoundError,
+    finished,
     load_study,
     load_trials,
 )
@@ -231,6 +233,9 @@ def test_latency_and_published_overlay(storage: str, tmp_path: Path) -> None:
     text = path.read_text()
     assert "Spearman" in text and "published" in text
     df = load_trials(load_study("latency", storage))
+    measured = finished(df).dropna(subset=[LATENCY])
+    rho = scipy.stats.spearmanr(measured["GMAdds"], measured[LATENCY]).statistic
+    assert f"Spearman's rho = {rho:.2f} over {len(measured)} trials" in text
     two_objectives = pareto_front(df, df.attrs["objectives"][:2])
     assert LATENCY in df and len(pareto_front(df)) >= len(two_objectives)
 
