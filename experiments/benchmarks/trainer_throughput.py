@@ -69,6 +69,7 @@ def loader_rate(config: TrainerConfig, size: tuple[int, int], batches: int) -> f
     )  # fmt: skip
     iterator = iter(loader)
     next(iterator)  # worker start-up is paid once per run, not per step
+    batches = min(batches, len(loader) - 1)  # within one epoch: no restart in the timing
     started = time.perf_counter()
     for _ in range(batches):
         next(iterator)
