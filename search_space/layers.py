@@ -21,6 +21,11 @@ def resize_to(x: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def batch_norm_of(block: nn.Sequential) -> nn.BatchNorm2d:
+    """The one batch norm of a conv-BN(-ReLU) block: where its initial scale is set."""
+    return next(layer for layer in block if isinstance(layer, nn.BatchNorm2d))
+
+
 class ConvBNReLU(nn.Sequential):
     def __init__(
         self,
@@ -135,7 +140,7 @@ class XceptionBlock(nn.Module):
         # shortcut, so a deep multi-tower network trains from scratch nearly as fast as a
         # shallow one. Without it, at the demo budget, the shallowest backbone beat DFANet A
         # (README, "Initialisation"). Pre-trained weights overwrite it.
-        nn.init.zeros_(self.residual[-1][2].weight)
+        nn.init.zeros_(batch_norm_of(self.residual[-1]).weight)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.activation(self.residual(x) + self.shortcut(x))
@@ -175,9 +180,8 @@ class FCAttention(nn.Module):
             # The gate starts at exactly 1 (BN scale 0, shift 1): an untrained attention passes
             # the features through instead of zeroing about half of them. From scratch this was
             # worth 2.5 mIoU to DFANet A at the demo budget (22.5 -> 25.0, one seed).
-            batch_norm = self.project[1]
-            nn.init.zeros_(batch_norm.weight)
-            nn.init.ones_(batch_norm.bias)
+            nn.init.zeros_(batch_norm_of(self.project).weight)
+            nn.init.ones_(batch_norm_of(self.project).bias)
         else:
             self.project = nn.Sequential(nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
 

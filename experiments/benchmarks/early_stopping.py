@@ -45,7 +45,7 @@ def run_study(name: str, storage: Path, overrides: list[str]) -> optuna.Study:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, default=14)
+    parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--min-dominating", type=int, default=2)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs")
     args = parser.parse_args()
