@@ -16,7 +16,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from analysis.load import GMADDS, MIOU, finished
+from analysis.load import finished
+from analysis.record import GMADDS, MIOU, TrialKey
 
 COLUMNS = (
     "variant", "seeds", "mIoU mean", "mIoU std", "CI low", "CI high", "GMAdds", "params M",
@@ -60,14 +61,16 @@ def ablation_table(
     """One row per variant, in the ablation's order; `df` is `load.load_trials`'s frame."""
     done = finished(df)
     by_variant: dict[str, dict[int, float]] = {
-        str(name): dict(zip(group["seed"].astype(int), group[MIOU].astype(float), strict=True))
-        for name, group in done.groupby("variant")
+        str(name): dict(
+            zip(group[TrialKey.SEED].astype(int), group[MIOU].astype(float), strict=True)
+        )
+        for name, group in done.groupby(TrialKey.VARIANT)
     }
     baseline = by_variant.get(str(ablation["baseline"]), {})
     rows = []
     for name, described in ablation["variants"].items():
         scores = by_variant.get(name, {})
-        trials = done[done["variant"] == name]
+        trials = done[done[TrialKey.VARIANT] == name]
         mean, std, low, high = (
             mean_interval(list(scores.values()), confidence) if scores else (math.nan,) * 4
         )
@@ -109,7 +112,7 @@ def ablation_figure(table: pd.DataFrame, df: pd.DataFrame, *, title: str) -> Fig
                 capsize=5, markersize=7, label="mean, 95% CI over seeds")  # fmt: skip
     done = finished(df)
     for position, name in zip(positions, table["variant"], strict=True):
-        seeds = done[done["variant"] == name][MIOU]
+        seeds = done[done[TrialKey.VARIANT] == name][MIOU]
         ax.scatter(np.full(len(seeds), position + 0.12), seeds, s=14, color="0.45", zorder=3,
                    label="one seed" if position == 0 else None)  # fmt: skip
     ax.set_xticks(positions, table["variant"], rotation=20, ha="right")

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.load import GMADDS, MIOU, Objective, finished, frame_objectives
+from analysis.load import Objective, finished, frame_objectives
 from analysis.pareto import as_losses, non_dominated
+from analysis.record import GMADDS, MIOU, StudyKey
 
 # How far beyond the worst observed value a data-derived reference sits, as a fraction of that
 # value's magnitude: the worst point of the front then still spans a box and counts.
@@ -86,7 +87,7 @@ def default_reference(df: pd.DataFrame, study_attrs: Mapping[str, Any]) -> Refer
     values: list[float] = []
     reasons: list[str] = []
     for objective in frame_objectives(df):
-        budget = study_attrs.get("gmadds_budget")
+        budget = study_attrs.get(StudyKey.GMADDS_BUDGET)
         if objective.name == MIOU and objective.maximize:
             values.append(0.0)
             reasons.append("the lowest mIoU")

@@ -33,22 +33,27 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-MIOU = "mIoU"
-GMADDS = "GMAdds"
-LATENCY = "latency_ms"
+from analysis.record import (
+    GMADDS,
+    MIOU,
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_INFEASIBLE,
+    STATUS_PRUNED,
+    STATUS_RUNNING,
+    STATUS_WAITING,
+    TrialKey,
+)
+
 HEAD = "head"
 CONSTRAINT_PREFIX = "constraint."
 DEFAULT_STORAGE = "sqlite:///outputs/studies.db"
 
-STATUS_FINISHED = "finished"
-STATUS_INFEASIBLE = "infeasible"
-STATUS_PRUNED = "pruned"
-STATUS_FAILED = "failed"
 _STATUS_OF_STATE = {
     TrialState.PRUNED: STATUS_PRUNED,
     TrialState.FAIL: STATUS_FAILED,
-    TrialState.RUNNING: "running",
-    TrialState.WAITING: "waiting",
+    TrialState.RUNNING: STATUS_RUNNING,
+    TrialState.WAITING: STATUS_WAITING,
 }
 
 
@@ -140,7 +145,7 @@ def finished(df: pd.DataFrame) -> pd.DataFrame:
 def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:
     attrs = dict(trial.user_attrs)
     constraints = trial.constraints
-    infeasible = bool(attrs.get("infeasible")) or any(v > 0 for v in constraints.values())
+    infeasible = bool(attrs.get(TrialKey.INFEASIBLE)) or any(v > 0 for v in constraints.values())
     if trial.state == TrialState.COMPLETE:
         status = STATUS_INFEASIBLE if infeasible else STATUS_FINISHED
     else:
@@ -155,11 +160,11 @@ def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:
     for objective, value in zip(objectives, values, strict=True):
         untrained = objective.name == MIOU and status == STATUS_INFEASIBLE
         row[objective.name] = math.nan if untrained else value
-    if GMADDS not in row and "gmadds" in attrs:
-        row[GMADDS] = attrs["gmadds"]
+    if GMADDS not in row and TrialKey.GMADDS in attrs:
+        row[GMADDS] = attrs[TrialKey.GMADDS]
     for name, value in constraints.items():
         row[f"{CONSTRAINT_PREFIX}{name}"] = value
-    spec = attrs.pop("spec", None)
+    spec = attrs.pop(TrialKey.SPEC, None)
     genes = _flatten(spec) if isinstance(spec, dict) else dict(trial.params)
     for name, value in (*genes.items(), *attrs.items()):
         # Objectives come first: a `latency_ms` attribute equals the objective when both exist.

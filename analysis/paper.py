@@ -18,11 +18,10 @@ from analysis import document as doc
 from analysis.plots import published_figure, save_figure
 from analysis.published import comparable_published, published_front
 from analysis.tables import number
+from search_space.cli import CommandParser
 from search_space.cost import count_madds
 from search_space.published import PublishedResult, find_published
 from search_space.registry import arch_names, reference
-
-USAGE = "usage: python -m analysis.paper [out=DIR]"
 
 
 def madds_comparison() -> pd.DataFrame:
@@ -115,12 +114,9 @@ def write_paper(out_dir: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tokens = list(sys.argv[1:] if argv is None else argv)
-    if any(not token.startswith("out=") or token == "out=" for token in tokens):
-        print(USAGE, file=sys.stderr)
-        return 2
-    out_dir = Path(tokens[-1].removeprefix("out=")) if tokens else Path("outputs/paper")
-    print(write_paper(out_dir))
+    parser = CommandParser(prog="python -m analysis.paper", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("outputs/paper"))
+    print(write_paper(parser.parse_args(argv).out))
     return 0
 
 

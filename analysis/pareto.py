@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.load import GMADDS, Objective, finished, frame_objectives
+from analysis.load import Objective, finished, frame_objectives
+from analysis.record import GMADDS
 
 
 def as_losses(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:

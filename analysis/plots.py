@@ -25,9 +25,10 @@ from matplotlib.transforms import Bbox
 
 from analysis.hypervolume import ReferencePoint
 from analysis.importance import Importance
-from analysis.load import GMADDS, HEAD, LATENCY, MIOU, STATUS_INFEASIBLE, Objective, finished
+from analysis.load import HEAD, Objective, finished
 from analysis.pareto import non_dominated
 from analysis.published import published_front
+from analysis.record import GMADDS, LATENCY, MIOU, STATUS_INFEASIBLE, TrialKey
 from analysis.stats import madds_latency_agreement
 from search_space.published import PublishedResult
 
@@ -198,7 +199,7 @@ def latency_figure(df: pd.DataFrame, *, title: str) -> Figure:
         )
     rho, _ = madds_latency_agreement(df)
     rho_text = "n/a" if math.isnan(rho) else f"{rho:.2f}"
-    devices = sorted({str(d) for d in trials.get("device_name", pd.Series()).dropna()})
+    devices = sorted({str(d) for d in trials.get(TrialKey.DEVICE_NAME, pd.Series()).dropna()})
     ax.set_title(f"{title}\nSpearman $\\rho$ = {rho_text} over {len(trials)} trials")
     _log_scale(ax, "x")
     _log_scale(ax, "y")

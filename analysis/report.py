@@ -6,8 +6,8 @@
 `storage` is an SQLAlchemy URL (default `sqlite:///outputs/studies.db`) or the path of an
 Optuna journal file; `out` defaults to `outputs/reports/NAME`; `reference` is the hypervolume's
 reference point, one value per objective in the study's order (default: see
-`hypervolume.default_reference`). Arguments are key=value tokens, read here rather than by
-Hydra: conf/ has a `study` group that `study=` would select.
+`hypervolume.default_reference`). The options are also `--study NAME` etc. (`search_space.cli`);
+the command is not a Hydra app: conf/ has a `study` group that `study=` would select.
 
 A study with no feasible finished trial has no front, hypervolume or importance to report:
 `write_report` then writes nothing and raises `NoFinishedTrialsError`, whose message gives the
@@ -16,6 +16,7 @@ trial counts and the failure reasons; the command prints it and exits with statu
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -38,12 +39,7 @@ from analysis.hypervolume import (
 from analysis.importance import param_importances
 from analysis.load import (
     DEFAULT_STORAGE,
-    GMADDS,
     HEAD,
-    LATENCY,
-    MIOU,
-    STATUS_FAILED,
-    STATUS_PRUNED,
     StorageNotFoundError,
     StudyNotFoundError,
     finished,
@@ -54,6 +50,16 @@ from analysis.load import (
 )
 from analysis.pareto import pareto_front
 from analysis.published import comparable_published
+from analysis.record import (
+    GMADDS,
+    KIND_ABLATION,
+    LATENCY,
+    MIOU,
+    STATUS_FAILED,
+    STATUS_PRUNED,
+    StudyKey,
+    TrialKey,
+)
 from analysis.stats import madds_latency_agreement
 from analysis.tables import (
     best_per_head,
@@ -65,9 +71,8 @@ from analysis.tables import (
     reasons,
     reference_table,
 )
+from search_space.cli import CommandParser
 
-USAGE = "usage: python -m analysis.report study=NAME [storage=URL] [out=DIR] [reference=V1,V2[,V3]]"
-OPTIONS = ("study", "storage", "out", "reference")
 # Genes the terminal table shows: the ones that set a network's size at a glance.
 TERMINAL_GENES = (HEAD, "towers", "widths")
 
@@ -103,7 +108,7 @@ def write_report(
         *_outcomes(df),
         *_front_section(df, front, attrs, out_dir),
     ]
-    if attrs.get("kind") == "ablation" and "ablation" in attrs:
+    if attrs.get(StudyKey.KIND) == KIND_ABLATION and StudyKey.ABLATION in attrs:
         blocks += _ablation_section(df, attrs, out_dir)
     if point is not None:
         blocks += _hypervolume_section(df, point, out_dir)
@@ -136,26 +141,26 @@ def format_front(df: pd.DataFrame) -> str:
 def _summary(df: pd.DataFrame, front: pd.DataFrame, attrs: Mapping[str, Any]) -> str:
     names = ", ".join(f"{o.name} ({o.direction})" for o in frame_objectives(df))
     return (
-        f"A {attrs.get('kind', 'study')} on {_dataset_text(attrs)} over {names}: "
+        f"A {attrs.get(StudyKey.KIND, 'study')} on {_dataset_text(attrs)} over {names}: "
         f"{len(df)} trials, {len(finished(df))} feasible and finished, "
         f"{len(front)} on the Pareto front."
     )
 
 
 def _what_was_run(df: pd.DataFrame, attrs: Mapping[str, Any]) -> pd.DataFrame:
-    budget = attrs.get("gmadds_budget")
-    versions = attrs.get("versions") or {}
+    budget = attrs.get(StudyKey.GMADDS_BUDGET)
+    versions = attrs.get(StudyKey.VERSIONS) or {}
     rows = {
-        "kind": attrs.get("kind"),
-        "dataset": attrs.get("dataset"),
-        "split": attrs.get("split"),
-        "input size": _size_text(attrs.get("input_size")),
-        "space": attrs.get("space"),
-        "sampler": attrs.get("sampler"),
-        "seed": attrs.get("seed"),
+        "kind": attrs.get(StudyKey.KIND),
+        "dataset": attrs.get(StudyKey.DATASET),
+        "split": attrs.get(StudyKey.SPLIT),
+        "input size": _size_text(attrs.get(StudyKey.INPUT_SIZE)),
+        "space": attrs.get(StudyKey.SPACE),
+        "sampler": attrs.get(StudyKey.SAMPLER),
+        "seed": attrs.get(StudyKey.SEED),
         "GMAdds budget": "none" if budget is None else f"{float(budget):.2f}",
         "objectives": ", ".join(f"{o.name} ({o.direction})" for o in frame_objectives(df)),
-        "training budget per trial": _mapping_text(attrs.get("trainer")),
+        "training budget per trial": _mapping_text(attrs.get(StudyKey.TRAINER)),
         "versions": _mapping_text(versions),
     }
     return pd.DataFrame(
@@ -175,8 +180,8 @@ def _outcomes(df: pd.DataFrame) -> list[doc.Block]:
         ),
     ]
     for status, column, title in (
-        (STATUS_FAILED, "fail_reason", "Why trials failed"),
-        (STATUS_PRUNED, "prune_reason", "Why trials were pruned"),
+        (STATUS_FAILED, TrialKey.FAIL_REASON, "Why trials failed"),
+        (STATUS_PRUNED, TrialKey.PRUNE_REASON, "Why trials were pruned"),
     ):
         lines = reasons(df, status, column)
         if lines:
@@ -192,13 +197,13 @@ def _front_section(
     blocks: list[doc.Block] = [doc.Heading("Pareto front")]
     if _has_values(df, MIOU, GMADDS):
         # Only a Cityscapes study is comparable with the papers' Cityscapes numbers.
-        cityscapes = attrs.get("dataset") == "cityscapes"
+        cityscapes = attrs.get(StudyKey.DATASET) == "cityscapes"
         published = comparable_published() if cityscapes else ()
         figure = plots.front_figure(
             df,
             title=f"{df.attrs['study_name']}: mIoU against GMAdds",
             miou_label=_miou_label(attrs),
-            budget=attrs.get("gmadds_budget"),
+            budget=attrs.get(StudyKey.GMADDS_BUDGET),
             published=published,
         )
         caption = (
@@ -326,7 +331,7 @@ def _importance_section(study: optuna.Study, df: pd.DataFrame, out_dir: Path) ->
 
 # ------------------------------------------------------------------------------------- helpers
 def _ablation_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
-    ablation = attrs["ablation"]
+    ablation = attrs[StudyKey.ABLATION]
     table = ablation_table(df, ablation)
     table.to_csv(out_dir / "ablation.csv", index=False)
     figure = ablation_figure(table, df, title=f"Ablation {ablation['name']}")
@@ -374,9 +379,11 @@ def _has_values(df: pd.DataFrame, *columns: str) -> bool:
 
 
 def _dataset_text(attrs: Mapping[str, Any]) -> str:
-    size = _size_text(attrs.get("input_size"))
-    details = ", ".join(t for t in (attrs.get("split"), size and f"input {size}") if t)
-    return f"{attrs.get('dataset', 'an unnamed dataset')}" + (f" ({details})" if details else "")
+    size = _size_text(attrs.get(StudyKey.INPUT_SIZE))
+    details = ", ".join(t for t in (attrs.get(StudyKey.SPLIT), size and f"input {size}") if t)
+    return f"{attrs.get(StudyKey.DATASET, 'an unnamed dataset')}" + (
+        f" ({details})" if details else ""
+    )
 
 
 def _miou_label(attrs: Mapping[str, Any]) -> str:
@@ -410,29 +417,22 @@ def _no_result_message(name: str, df: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------------------- CLI
-def parse_arguments(tokens: Sequence[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if not sep or key not in OPTIONS or not value:
-            raise UsageError(f"unexpected argument {token!r}")
-        options[key] = value
-    return options
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = CommandParser(prog="python -m analysis.report", description=__doc__)
+    parser.add_argument("--study", help="the study's name (without it: list the studies)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="SQLAlchemy URL or journal file")
+    parser.add_argument("--out", type=Path, help="default: outputs/reports/<study>")
+    parser.add_argument("--reference", type=_numbers, help="V1,V2[,V3]: the hypervolume's")
+    args = parser.parse_args(argv)
     try:
-        options = parse_arguments(sys.argv[1:] if argv is None else argv)
-        storage = options.get("storage", DEFAULT_STORAGE)
-        if "study" not in options:
-            names = ", ".join(study_names(storage)) or "none"
-            raise UsageError(f"no study= given; studies in {storage}: {names}")
-        study = load_study(options["study"], storage)
-        out_dir = Path(options.get("out", Path("outputs/reports") / study.study_name))
-        path = write_report(study, out_dir, reference=_reference_argument(options))
+        if args.study is None:
+            names = ", ".join(study_names(args.storage)) or "none"
+            parser.error(f"no study given; studies in {args.storage}: {names}")
+        study = load_study(args.study, args.storage)
+        out_dir = args.out or Path("outputs/reports") / study.study_name
+        path = write_report(study, out_dir, reference=args.reference)
     except UsageError as error:
-        print(f"error: {error}\n{USAGE}", file=sys.stderr)
-        return 2
+        parser.error(str(error))
     except (StorageNotFoundError, StudyNotFoundError, NoFinishedTrialsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -441,13 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _reference_argument(options: Mapping[str, str]) -> list[float] | None:
-    if "reference" not in options:
-        return None
+def _numbers(text: str) -> list[float]:
     try:
-        return [float(value) for value in options["reference"].split(",")]
+        return [float(value) for value in text.split(",")]
     except ValueError:
-        raise UsageError(f"reference= takes numbers, got {options['reference']!r}") from None
+        raise argparse.ArgumentTypeError(f"expected numbers V1,V2[,V3], got {text!r}") from None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.load import GMADDS, LATENCY, finished
+from analysis.load import finished
+from analysis.record import GMADDS, LATENCY
 
 
 def spearman(x: pd.Series, y: pd.Series) -> float:

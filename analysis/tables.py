@@ -8,17 +8,16 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from analysis.load import (
+from analysis.load import HEAD, finished, frame_objectives
+from analysis.record import (
     GMADDS,
-    HEAD,
     LATENCY,
     MIOU,
     STATUS_FAILED,
     STATUS_FINISHED,
     STATUS_INFEASIBLE,
     STATUS_PRUNED,
-    finished,
-    frame_objectives,
+    TrialKey,
 )
 from search_space.spec import HEAD_GENES, HEADS, gene_names
 
@@ -80,8 +79,8 @@ def front_table(front: pd.DataFrame, genes: Sequence[str]) -> pd.DataFrame:
     compact = compact_genes(front)
     table = pd.DataFrame(index=front.index)
     table["trial"] = front["number"].map(lambda n: f"#{int(n)}")
-    if "reference" in front:
-        table["paper design"] = front["reference"].map(lambda r: r if _present(r) else "")
+    if TrialKey.REFERENCE in front:
+        table["paper design"] = front[TrialKey.REFERENCE].map(lambda r: r if _present(r) else "")
     for gene in sorted(genes, key=lambda g: g != HEAD):
         if gene in compact:
             table[gene] = compact[gene]
@@ -90,12 +89,12 @@ def front_table(front: pd.DataFrame, genes: Sequence[str]) -> pd.DataFrame:
 
 def reference_table(df: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:
     """Where the paper's own designs (enqueued first) landed in this study."""
-    if "reference" not in df:
+    if TrialKey.REFERENCE not in df:
         return pd.DataFrame()
-    designs = df[df["reference"].map(_present)]
+    designs = df[df[TrialKey.REFERENCE].map(_present)]
     table = pd.DataFrame(index=designs.index)
     table["trial"] = designs["number"].map(lambda n: f"#{int(n)}")
-    table["paper design"] = designs["reference"]
+    table["paper design"] = designs[TrialKey.REFERENCE]
     table["status"] = designs["status"]
     table["on the front"] = designs["number"].isin(front["number"]).map({True: "yes", False: "no"})
     return pd.concat([table, _measurements(designs)], axis=1).reset_index(drop=True)
@@ -109,8 +108,10 @@ def _measurements(trials: pd.DataFrame) -> pd.DataFrame:
     for name in names:
         if name in trials:
             table[name] = trials[name].map(number)
-    if "n_params" in trials:
-        table["params (M)"] = (pd.to_numeric(trials["n_params"], errors="coerce") / 1e6).map(number)
+    if TrialKey.N_PARAMS in trials:
+        table["params (M)"] = (pd.to_numeric(trials[TrialKey.N_PARAMS], errors="coerce") / 1e6).map(
+            number
+        )
     if LATENCY in trials and LATENCY not in table and trials[LATENCY].notna().any():
         table[LATENCY] = trials[LATENCY].map(number)
     return table

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from experiments.search import run_command
+from experiments.study.driver import run_command
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="ablate")

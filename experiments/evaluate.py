@@ -13,56 +13,28 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
-from torch import Tensor
 
 from experiments.data import (
     CLASS_NAMES,
     CityscapesDataset,
     DatasetError,
     EvalTransform,
-    train_ids_to_label_ids,
 )
-from experiments.datasets import dataset_root
-from experiments.evaluation import eval_loader, evaluate
-from experiments.metrics import SegmentationScores
-from experiments.runtime import init_runtime
-from search_space.model import SegmentationNet, build
-from search_space.spec import ArchSpec, SpecError
-
-
-def load_checkpoint(path: Path) -> SegmentationNet:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("spec") is None:
-        raise ValueError(f"{path}: not a checkpoint written by experiments.train (no 'spec')")
-    model = build(ArchSpec.from_dict(state["spec"]), int(state["num_classes"]))
-    model.load_state_dict(state["model"])
-    return model
-
-
-def prediction_writer(dataset: CityscapesDataset, export_dir: Path):
-    """`on_batch` for `evaluate`: each train-id map -> a labelId PNG in the results layout."""
-
-    def write(predictions: Tensor, indices: list[int]) -> None:
-        for prediction, index in zip(predictions.cpu().numpy(), indices, strict=True):
-            sample = dataset.samples[index]
-            folder = export_dir / sample.city
-            folder.mkdir(parents=True, exist_ok=True)
-            label_ids = train_ids_to_label_ids(prediction.astype(np.uint8))
-            Image.fromarray(label_ids).save(folder / f"{sample.id}_pred_labelIds.png")
-
-    return write
+from experiments.data.from_config import dataset_root
+from experiments.training.evaluation import eval_loader, evaluate, prediction_writer
+from experiments.training.metrics import SegmentationScores
+from experiments.training.runtime import init_runtime
+from experiments.training.trainer import load_checkpoint
+from search_space.arch_source import parse_size
+from search_space.spec import SpecError
 
 
 def score_checkpoint(cfg: DictConfig) -> tuple[SegmentationScores, dict[str, Any]]:
     runtime = init_runtime(cfg.device)
     model = load_checkpoint(Path(cfg.checkpoint)).to(runtime.device)
-    input_size = tuple(cfg.input_size) if cfg.input_size else model.spec.input_size
+    input_size = parse_size(cfg.input_size) if cfg.input_size else model.spec.input_size
     dataset_config: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
     dataset = CityscapesDataset(
         dataset_root(dataset_config), cfg.split, EvalTransform(input_size=input_size)

@@ -1,7 +1,7 @@
 """`python -m experiments.train +arch=NAME ...`: train and evaluate one architecture.
 
 Writes `metrics.json` (mIoU, per-class IoU, the validation curve, cost, throughput) and
-`checkpoint.pt` into the run directory (`outputs/train/<arch>/<time>` unless `run_dir=`).
+`checkpoint.pt` into the run directory (`<output_dir>/train/<arch>/<time>` unless `run_dir=`).
 Under `torchrun --nproc_per_node=N -m experiments.train ...` it trains on N processes.
 """
 
@@ -18,10 +18,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.data import DatasetError
-from experiments.datasets import build_datasets
-from experiments.runtime import environment_facts, init_runtime, seed_everything
-from experiments.trainer import Trainer, TrainerConfig
-from search_space.arch_source import resolve_arch
+from experiments.data.from_config import build_datasets
+from experiments.training.runtime import environment_facts, init_runtime, seed_everything
+from experiments.training.trainer import Trainer, TrainerConfig
+from search_space.arch_source import parse_size, resolve_arch
 from search_space.cost import count_cost
 from search_space.model import build
 from search_space.pretrained import load_backbone
@@ -34,8 +34,8 @@ def resolve_spec(cfg: DictConfig) -> ArchSpec:
     if "arch" not in cfg:
         raise ValueError("name an architecture: python -m experiments.train +arch=dfanet_a")
     genes: dict[str, Any] = OmegaConf.to_container(cfg.genes, resolve=True)  # type: ignore[assignment]
-    if cfg.input_size is not None and "input_size" not in genes:
-        genes["input_size"] = list(cfg.input_size)
+    if "input_size" not in genes:
+        genes["input_size"] = list(parse_size(cfg.input_size))
     return resolve_arch(str(cfg.arch), genes)
 
 
@@ -51,7 +51,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         scale_range=trainer_config.scale_range,
     )
     arch_label = Path(str(cfg.arch)).stem
-    run_dir = Path(cfg.run_dir or f"outputs/train/{arch_label}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.run_dir or Path(cfg.output_dir) / "train" / arch_label / stamp)
     seed_everything(cfg.seed)
     model = build(spec, num_classes)
     if cfg.pretrained_backbone:

@@ -27,12 +27,16 @@ def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
     return genes
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """`"512x1024"` -> (512, 1024)."""
-    height, separator, width = text.lower().partition("x")
-    if not separator or not height.isdigit() or not width.isdigit():
-        raise ValueError(f"expected an input size as HxW (e.g. 512x1024), got {text!r}")
-    return int(height), int(width)
+def parse_size(value: str | Sequence[int]) -> tuple[int, int]:
+    """An input size, spelled `HxW` everywhere a user types one (`512x1024`); the `[H, W]`
+    lists that YAML files hold are read too. Returns (H, W)."""
+    if isinstance(value, str):
+        height, separator, width = value.lower().partition("x")
+        if separator and height.strip().isdigit() and width.strip().isdigit():
+            return int(height), int(width)
+    elif len(value) == 2 and all(isinstance(side, int) and side > 0 for side in value):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"expected an input size as HxW (e.g. 512x1024), got {value!r}")
 
 
 def resolve_arch(source: str, overrides: Mapping[str, Any] | None = None) -> ArchSpec:

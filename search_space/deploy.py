@@ -11,12 +11,9 @@ The deployed copy:
   compiler may pre-pack them and fuse conv + ReLU and residual adds) and, on CUDA, CUDA graphs
   (one launch per forward pass instead of hundreds).
 
-What each step buys, measured on DFANet A at 512x1024, fp32, 2 CPU cores (medians of two rounds
-in one process, ~10% noise): eager 102-114 ms; inference mode alone 104-111; channels-last alone
-53-62; folding alone 103-104; folding + channels-last 48-51; compiled 40 (54-57 compiled
-without channels-last). Channels-last is most of the gain. On an H200 at batch 1 the eager and
-fast paths are bound by kernel launches (~10 ms whatever the input size): there CUDA graphs are
-what count (2.4-2.8 ms compiled).
+What each step buys is measured by `python -m experiments.benchmarks.latency` (its table is in
+RESULTS.md): on CPUs channels-last is most of the gain; on a GPU at batch 1 the eager and fast
+paths are bound by kernel launches, and CUDA graphs are what count.
 
 Compiling: dynamo compiles the model's shared `forward` once per architecture and gives up
 after 8 in one process (then runs eager, with a warning); call `torch.compiler.reset()`
@@ -176,10 +173,10 @@ def retain_freed_memory() -> bool:
 
     PyTorch takes CPU tensors straight from malloc. With glibc's adaptive defaults, the large
     activations of a forward pass are unmapped or trimmed off the heap when freed, and the next
-    call page-faults them back in. Measured on DFANet A at 512x1024 (2 cores): ~30 000 page faults
-    per call, and a deployed model's latency that settles at 42 ms in one process and 80 ms in the
-    next. Fixed thresholds remove both (a preloaded jemalloc or tcmalloc does the same). The
-    price: the process keeps its peak memory.
+    call page-faults them back in: tens of thousands of page faults per call on DFANet A, and a
+    latency that settles at a different figure in every process (up to 2x apart). Fixed
+    thresholds remove both (a preloaded jemalloc or tcmalloc does the same). The price: the
+    process keeps its peak memory.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

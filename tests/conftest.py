@@ -1,14 +1,18 @@
-"""Shared test settings: no wandb processes, a fixed torch seed per test."""
+"""Shared test settings and fixtures: no wandb processes, one torch thread, a fixed torch seed
+per test, and the small synthetic Cityscapes set generated once a session."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
-os.environ.setdefault("WANDB_MODE", "disabled")
+from experiments.data import ensure_synthetic_cityscapes
+from tests.support import SMALL
 
+os.environ.setdefault("WANDB_MODE", "disabled")
 
 # Two cores shared with subprocess-run commands: two-thread kernels stall each other badly.
 torch.set_num_threads(1)
@@ -17,3 +21,8 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _deterministic_torch() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_synthetic_cityscapes(tmp_path_factory.mktemp("synthetic") / "set", **SMALL)

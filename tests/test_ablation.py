@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -12,10 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.ablation import mean_interval, paired_difference
-from experiments.ablation import AblationProposer
-from tests.synthetic_fixture import SMALL, synthetic_root  # noqa: F401
-
-REPO = Path(__file__).parents[1]
+from experiments.study.proposers import AblationProposer
+from tests.support import run_command, tiny_budget
 
 
 def test_mean_interval_by_hand() -> None:
@@ -56,7 +51,7 @@ def test_bad_ablation_configs_are_named() -> None:
 
 
 @pytest.mark.slow
-def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> None:
     configs = tmp_path / "conf" / "ablation"
     configs.mkdir(parents=True)
     (configs / "tiny.yaml").write_text(
@@ -65,18 +60,12 @@ def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> 
         "ablation:\n  name: tiny\n  base: backbone_b\n  baseline: one tower\n"
         "  seeds: [0, 1]\n  variants:\n    one tower: {}\n    two towers: {towers: 2}\n"
     )
-    command = [
-        sys.executable, "-m", "experiments.ablate", f"--config-dir={tmp_path / 'conf'}",
-        "+ablation=tiny", f"dataset.root={synthetic_root}",
-        *(f"dataset.{key}={value}" for key, value in SMALL.items()),
-        "dataset.input_size=[64,128]", "trainer.steps=4", "trainer.eval_every=2",
-        "trainer.batch_size=2", "trainer.num_workers=0", "trainer.warmup_steps=1",
-        "trainer.eval_batch_size=6", f"storage.url=sqlite:///{tmp_path}/studies.db",
-        f"output_dir={tmp_path}/outputs", "tracking=none", "study.threads_per_worker=1",
-    ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env,
-                            timeout=300, check=False)  # fmt: skip
+    result = run_command(
+        "experiments.ablate",
+        f"--config-dir={tmp_path / 'conf'}",
+        "+ablation=tiny",
+        *tiny_budget(synthetic_root, tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(
         study_name="ablation-tiny", storage=f"sqlite:///{tmp_path}/studies.db"

@@ -10,6 +10,7 @@ import pytest
 from analysis.paper import main
 from analysis.published import comparable_published, published_front
 from search_space.registry import arch_names, reference
+from tests.support import exit_code
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_command_writes_the_files(paper_dir: Path) -> None:
     published = pd.read_csv(paper_dir / "published.csv")
     assert set(published["split"]) == {"val", "test"}
     assert "Table 4: DFANet A" in (paper_dir / "paper.md").read_text()
-    assert main(["colour=red"]) == 2
+    assert exit_code(main, ["colour=red"]) == 2
 
 
 def test_every_reproducible_row_is_compared(paper_dir: Path) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,6 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from analysis.load import (
-    GMADDS,
-    LATENCY,
-    MIOU,
     StorageNotFoundError,
     StudyNotFoundError,
     finished,
@@ -29,8 +24,10 @@ from analysis.load import (
     load_trials,
 )
 from analysis.pareto import pareto_front
+from analysis.record import GMADDS, LATENCY, MIOU
 from analysis.report import NoFinishedTrialsError, format_front, main, write_report
 from search_space.spec import ArchSpec
+from tests.support import exit_code, run_command
 
 BUDGET = 0.6
 INPUT_SIZE = (256, 512)
@@ -306,19 +303,10 @@ def test_bare_study_without_attributes(tmp_path: Path) -> None:
 
 
 def test_cli(storage: str, tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "analysis.report", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parents[1],
-        )
-
-    done = run("study=demo", f"storage={storage}", f"out={tmp_path}")
+    done = run_command("analysis.report", "study=demo", f"storage={storage}", f"out={tmp_path}")
     assert done.returncode == 0, done.stderr
     assert "report.md" in done.stdout and (tmp_path / "report.html").is_file()
-    failed = run("study=all_failed", f"storage={storage}")
+    failed = run_command("analysis.report", "study=all_failed", f"storage={storage}")
     assert failed.returncode == 1
     assert "no feasible finished trial" in failed.stderr and "Traceback" not in failed.stderr
 
@@ -328,9 +316,10 @@ def test_cli_errors_without_subprocess(
 ) -> None:
     assert main(["study=nope", f"storage={storage}"]) == 1
     assert "studies there: all_failed, demo, latency" in capsys.readouterr().err
-    assert main([f"storage={storage}"]) == 2
+    assert exit_code(main, [f"storage={storage}"]) == 2
     assert "demo" in capsys.readouterr().err
-    assert main(["colour=red"]) == 2
-    assert main(["study=demo", f"storage={storage}", f"out={tmp_path}", "reference=1,2,3"]) == 2
+    assert exit_code(main, ["colour=red"]) == 2
+    arguments = ["study=demo", f"storage={storage}", f"out={tmp_path}", "reference=1,2,3"]
+    assert exit_code(main, arguments) == 2
     assert "needs 2 values" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -10,10 +8,12 @@ import pytest
 import torch
 
 from search_space.cost import count_cost, count_madds
+from search_space.cost.__main__ import main as cost_main
 from search_space.model import build
 from search_space.published import find_published
 from search_space.registry import HEAD_COMPARISON, get_arch
 from search_space.spec import HEAD_GENES, HEADS
+from tests.support import Outcome, run_command, run_main
 
 # (architecture, input size, paper table, paper model, relative tolerance): the targets.
 PAPER_TARGETS = [
@@ -57,18 +57,15 @@ def test_fvcore_total_counts_more_than_the_paper_convention() -> None:
     assert cost.params == sum(p.numel() for p in build(spec).parameters())
 
 
-def run_cost(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search_space.cost", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def run_cost(*args: str) -> Outcome:
+    return run_main(cost_main, list(args))
 
 
-def test_cli_json_with_input_and_set() -> None:
-    result = run_cost(
-        "dfanet_b", "--input", "256x512", "--set", "towers=2", "widths=[32,64,96]", "--json"
+def test_the_command_as_typed_json_with_input_and_set() -> None:
+    result = run_command(
+        "search_space.cost",
+        *("dfanet_b", "--input-size", "256x512", "--set", "towers=2", "widths=[32,64,96]"),
+        "--json",
     )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -80,6 +77,24 @@ def test_cli_json_with_input_and_set() -> None:
     assert payload["params"] == expected.params
     assert payload["fvcore_total"] == expected.fvcore_total
     assert payload["gmadds"] == pytest.approx(expected.madds / 1e9, abs=1e-4)
+
+
+def test_cli_repeated_set_applies_every_gene() -> None:
+    genes = ("expansion=2", "towers=2", "subnetwork_link=false")
+    once = run_cost("dfanet_a", "--set", *genes, "--json")
+    repeated = run_cost(
+        "dfanet_a", "--set", "expansion=2", "--set", "towers=2", "--set", "subnetwork_link=false",
+        "--json",
+    )  # fmt: skip
+    spec = get_arch("dfanet_a").replace(expansion=2, towers=2, subnetwork_link=False)
+    assert json.loads(once.stdout)["madds"] == json.loads(repeated.stdout)["madds"]
+    assert json.loads(repeated.stdout)["madds"] == count_madds(spec).madds
+
+
+def test_cli_refuses_an_option_given_twice() -> None:
+    result = run_cost("dfanet_a", "--input-size", "64x64", "input_size=128x128")
+    assert result.returncode == 2
+    assert "--input-size is given twice" in result.stderr
 
 
 def test_cli_reads_a_spec_yaml(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from experiments.data import (
     ensure_synthetic_cityscapes,
     index_split,
     label_ids_to_train_ids,
+    synthetic,
 )
 from experiments.data.labels import LABEL_ID_COLORS, LABEL_IDS_WITH_INSTANCES
 from experiments.data.synthetic import (
@@ -25,6 +28,7 @@ from experiments.data.synthetic import (
     TRAIN_CITIES,
     VAL_CITIES,
 )
+from experiments.data.synthetic.cache import source_digest
 
 SMALL = {"n_train": 6, "n_val": 2, "height": 64, "width": 128}
 VOID_IDS = {0, 1, 3, 4, 5}  # unlabeled, ego vehicle, out of roi, static, dynamic
@@ -127,6 +131,24 @@ def test_default_root_is_a_per_parameters_cache_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in root.parent.iterdir()) == sorted(
         [root.name, ensure_synthetic_cityscapes(**tiny, seed=5).name]
     )  # no staging folders left behind
+
+
+def test_an_edit_to_any_module_of_the_generator_changes_the_cache_key(tmp_path, small_set):
+    package = Path(synthetic.__file__).parent
+    manifest = json.loads((small_set / MANIFEST_NAME).read_text())
+    assert manifest["source"] == source_digest(package)  # the key holds the package's digest
+    copy = tmp_path / "synthetic"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_digest(copy) == source_digest(package)
+    modules = sorted(copy.glob("*.py"))
+    assert len(modules) > 1
+    digests = set()
+    for module in modules:
+        original = module.read_bytes()
+        module.write_bytes(original + b"# edited\n")
+        digests.add(source_digest(copy))
+        module.write_bytes(original)
+    assert len(digests) == len(modules) and source_digest(package) not in digests
 
 
 def test_a_foreign_folder_is_never_overwritten(tmp_path):

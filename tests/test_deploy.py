@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -17,7 +16,8 @@ from search_space.layers import ConvBNReLU, SeparableConv
 from search_space.model import build
 from search_space.registry import arch_names, get_arch
 from search_space.spec import ArchSpec, SpecError
-from tests.tiny_arch import TINY as SHARED_TINY
+from tests.support import TINY as SHARED_TINY
+from tests.support import run_process
 
 NAMES = arch_names()
 TINY = SHARED_TINY.replace(input_size=(32, 32))
@@ -152,7 +152,7 @@ def test_compiled_path_equals_eager() -> None:
 def test_retain_freed_memory() -> None:
     # In a child process: malloc's settings cannot be undone, and would outlive this test.
     code = "from search_space.deploy import retain_freed_memory as r; assert r()"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert run_process([sys.executable, "-c", code]).returncode == 0
 
 
 def test_sigmoid_gate_folds_too() -> None:

@@ -5,17 +5,15 @@ All through the real commands, on the small synthetic set in Cityscapes layout."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.synthetic_fixture import SMALL, synthetic_root  # noqa: F401
+from tests.support import SMALL, run_command, run_process
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -25,26 +23,22 @@ def dataset_overrides(root: Path) -> list[str]:
 
 def train_arguments(root: Path, run_dir: Path) -> list[str]:
     return [
-        "-m", "experiments.train", "+arch=backbone_b", *dataset_overrides(root),
-        "input_size=[64,128]", "trainer.steps=8", "trainer.batch_size=4",
+        "+arch=backbone_b", *dataset_overrides(root),
+        "input_size=64x128", "trainer.steps=8", "trainer.batch_size=4",
         "trainer.eval_every=4", "trainer.num_workers=0", "trainer.warmup_steps=1",
         "trainer.progress=false", f"run_dir={run_dir}",
     ]  # fmt: skip
 
 
-def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
-    )  # fmt: skip
+def succeeded(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def trained(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("train")
-    run([sys.executable, *train_arguments(synthetic_root, run_dir)])
+    succeeded(run_command("experiments.train", *train_arguments(synthetic_root, run_dir)))
     return run_dir
 
 
@@ -61,12 +55,16 @@ def test_train_command_writes_metrics_and_checkpoint(trained: Path) -> None:
 
 def test_official_evaluator_agrees(
     trained: Path,
-    synthetic_root: Path,  # noqa: F811
+    synthetic_root: Path,
     tmp_path: Path,
 ) -> None:
     export = tmp_path / "results"
-    run([sys.executable, "-m", "experiments.evaluate", f"checkpoint={trained / 'checkpoint.pt'}",
-         *dataset_overrides(synthetic_root), f"export_dir={export}", "num_workers=0"])  # fmt: skip
+    succeeded(
+        run_command(
+            "experiments.evaluate", f"checkpoint={trained / 'checkpoint.pt'}",
+            *dataset_overrides(synthetic_root), f"export_dir={export}", "num_workers=0",
+        )
+    )  # fmt: skip
     ours = json.loads((trained / "evaluation_val.json").read_text())
     assert ours["miou"] == pytest.approx(
         json.loads((trained / "metrics.json").read_text())["miou"], abs=1e-12
@@ -80,27 +78,32 @@ def test_official_evaluator_agrees(
         "import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as official; "
         "official.args.evalInstLevelScore = False; official.main()"
     )
-    run(
-        [sys.executable, "-c", official_main],
-        CITYSCAPES_DATASET=str(synthetic_root),
-        CITYSCAPES_RESULTS=str(export),
-        CITYSCAPES_EXPORT_DIR=str(official_dir),
-    )
+    official_env = {
+        "CITYSCAPES_DATASET": str(synthetic_root),
+        "CITYSCAPES_RESULTS": str(export),
+        "CITYSCAPES_EXPORT_DIR": str(official_dir),
+    }
+    succeeded(run_process([sys.executable, "-c", official_main], env=official_env))
     official = json.loads((official_dir / "resultPixelLevelSemanticLabeling.json").read_text())
     assert official["averageScoreClasses"] == pytest.approx(ours["miou"], abs=1e-9)
 
 
 def test_two_process_gloo_run_gives_the_single_process_miou(
-    synthetic_root: Path,  # noqa: F811
+    synthetic_root: Path,
     tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "ddp"
-    run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2",
-         *train_arguments(synthetic_root, run_dir)])  # fmt: skip
+    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m"]
+    train = train_arguments(synthetic_root, run_dir)
+    succeeded(run_process([*torchrun, "experiments.train", *train]))
     distributed = json.loads((run_dir / "metrics.json").read_text())
     assert distributed["world_size"] == 2
-    run([sys.executable, "-m", "experiments.evaluate", f"checkpoint={run_dir / 'checkpoint.pt'}",
-         *dataset_overrides(synthetic_root), "num_workers=0"])  # fmt: skip
+    succeeded(
+        run_command(
+            "experiments.evaluate", f"checkpoint={run_dir / 'checkpoint.pt'}",
+            *dataset_overrides(synthetic_root), "num_workers=0",
+        )
+    )  # fmt: skip
     single = json.loads((run_dir / "evaluation_val.json").read_text())
     assert single["world_size"] == 1
     assert single["miou"] == pytest.approx(distributed["miou"], abs=1e-12)

@@ -19,7 +19,7 @@ from search_space.latency import (
     time_calls,
 )
 from search_space.layers import ConvBNReLU
-from tests.tiny_arch import TINY
+from tests.support import TINY
 
 QUICK = Protocol(warmup=1, min_repeats=4, max_repeats=12, budget_s=5.0, tolerance=0.05)
 

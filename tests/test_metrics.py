@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from experiments.metrics import ConfusionMatrix
+from experiments.training.metrics import ConfusionMatrix
 
 
 def test_miou_by_hand() -> None:

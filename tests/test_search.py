@@ -1,11 +1,10 @@
-"""The study command, run for real in subprocesses on a temporary storage and tiny budgets."""
+"""The study command, run for real in subprocesses on a temporary storage and tiny budgets;
+its configuration errors in-process, through the same `prepare` the command calls."""
 
 from __future__ import annotations
 
-import os
-import signal
+import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,39 +12,31 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.synthetic_fixture import SMALL, synthetic_root  # noqa: F401
+from experiments.config import compose_config
+from experiments.data import DatasetError
+from experiments.study.driver import prepare
+from tests.support import REPO, command, command_env, run_command, tiny_budget, wait_until
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).parents[1]
 
 
-def search_command(root: Path, tmp_path: Path, *overrides: str) -> list[str]:
-    dataset = [f"dataset.{key}={value}" for key, value in SMALL.items()]
+def search_arguments(root: Path, tmp_path: Path, *overrides: str) -> list[str]:
     return [
-        sys.executable, "-m", "experiments.search", "+study=demo",
-        f"dataset.root={root}", *dataset, "dataset.input_size=[64,128]",
-        "study.name=tiny", "study.n_trials=3", "study.reference_designs=[xception_b]",
-        "trainer.steps=4", "trainer.eval_every=2", "trainer.batch_size=2",
-        "trainer.eval_batch_size=6", "trainer.num_workers=0", "trainer.warmup_steps=1",
-        "trainer.progress=false", "sampler.n_startup_trials=2",
-        f"storage.url=sqlite:///{tmp_path}/studies.db", f"output_dir={tmp_path}/outputs",
-        "tracking=none", "study.threads_per_worker=1", *overrides,
+        "+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=3",
+        "study.reference_designs=[xception_b]", "sampler.n_startup_trials=2", *overrides,
     ]  # fmt: skip
 
 
-def run(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
+def run_search(root: Path, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    return run_command("experiments.search", *search_arguments(root, tmp_path, *overrides))
 
 
 def load(tmp_path: Path, name: str = "tiny") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/studies.db")
 
 
-def test_study_completes_and_resumes(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    result = run(search_command(synthetic_root, tmp_path))
+def test_study_completes_and_resumes(synthetic_root: Path, tmp_path: Path) -> None:
+    result = run_search(synthetic_root, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     study = load(tmp_path)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
@@ -75,7 +66,7 @@ def test_study_completes_and_resumes(synthetic_root: Path, tmp_path: Path) -> No
     assert "finished 3/3" in result.stdout
     assert "report:" in result.stdout
 
-    result = run(search_command(synthetic_root, tmp_path, "study.n_trials=5"))
+    result = run_search(synthetic_root, tmp_path, "study.n_trials=5")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).get_trials()
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 5
@@ -86,7 +77,7 @@ def test_study_completes_and_resumes(synthetic_root: Path, tmp_path: Path) -> No
 
 
 def test_failed_trial_is_recorded_and_the_study_goes_on(
-    synthetic_root: Path,  # noqa: F811
+    synthetic_root: Path,
     tmp_path: Path,
 ) -> None:
     study = optuna.create_study(
@@ -95,7 +86,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(
         directions=["maximize", "minimize"],
     )
     study.enqueue_trial({"towers": 9})  # a user's bad enqueue: outside every valid spec
-    result = run(search_command(synthetic_root, tmp_path, "study.n_trials=2"))
+    result = run_search(synthetic_root, tmp_path, "study.n_trials=2")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -112,12 +103,12 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(
     ],
 )
 def test_infeasible_trials_are_not_trained(
-    synthetic_root: Path,  # noqa: F811
+    synthetic_root: Path,
     tmp_path: Path,
     budget: str,
     constraint: str,
 ) -> None:
-    result = run(search_command(synthetic_root, tmp_path, "study.n_trials=2", budget))
+    result = run_search(synthetic_root, tmp_path, "study.n_trials=2", budget)
     assert result.returncode == 0, result.stderr[-3000:]
     for trial in load(tmp_path).get_trials():
         assert trial.user_attrs["infeasible"] is True
@@ -126,9 +117,9 @@ def test_infeasible_trials_are_not_trained(
         assert "curve" not in trial.user_attrs
 
 
-def test_latency_as_a_third_objective(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    result = run(
-        search_command(synthetic_root, tmp_path, "study.n_trials=2", "study.latency_objective=true")
+def test_latency_as_a_third_objective(synthetic_root: Path, tmp_path: Path) -> None:
+    result = run_search(
+        synthetic_root, tmp_path, "study.n_trials=2", "study.latency_objective=true"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     study = load(tmp_path)
@@ -144,42 +135,32 @@ def test_latency_as_a_third_objective(synthetic_root: Path, tmp_path: Path) -> N
     assert "## Latency" in report and "latency.png" in report
 
     # The stored study keeps its objectives: asking for two fails before any trial runs.
-    result = run(search_command(synthetic_root, tmp_path, "study.n_trials=3"))
+    result = run_search(synthetic_root, tmp_path, "study.n_trials=3")
     assert result.returncode == 2
     assert "['mIoU', 'GMAdds', 'latency_ms']" in result.stderr
     assert len(load(tmp_path).get_trials()) == 2
 
 
-def test_bad_dataset_root_fails_fast(tmp_path: Path) -> None:
-    started = time.monotonic()
-    result = run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.search",
-            "+study=cityscapes",
-            f"dataset.root={tmp_path}/no-such-dir",
-            f"storage.url=sqlite:///{tmp_path}/studies.db",
-        ],
-        timeout=60,
+def test_bad_dataset_root_fails_before_any_work(tmp_path: Path) -> None:
+    config = compose_config(
+        "search",
+        ["+study=cityscapes", f"dataset.root={tmp_path}/no-such-dir", f"output_dir={tmp_path}"],
     )
-    assert result.returncode == 2
-    assert f"{tmp_path}/no-such-dir" in result.stderr
-    assert "+study=demo" in result.stderr
-    assert time.monotonic() - started < 30
-    assert not (tmp_path / "studies.db").exists() or not optuna.get_all_study_names(
-        f"sqlite:///{tmp_path}/studies.db"
-    )
+    with pytest.raises(DatasetError) as error:
+        prepare(config)
+    assert f"{tmp_path}/no-such-dir" in str(error.value)
+    assert "+study=demo" in str(error.value)
+    assert not (tmp_path / "studies.db").exists()
 
 
-def test_missing_study_explains_the_choices(tmp_path: Path) -> None:
-    result = run([sys.executable, "-m", "experiments.search"], timeout=60)
-    assert result.returncode == 2
-    assert "+study=demo" in result.stderr and "+study=cityscapes" in result.stderr
+def test_missing_study_explains_the_choices() -> None:
+    with pytest.raises(ValueError) as error:
+        prepare(compose_config("search"))
+    assert "+study=demo" in str(error.value) and "+study=cityscapes" in str(error.value)
 
 
-def test_two_workers_share_one_storage(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    result = run(search_command(synthetic_root, tmp_path, "study.n_trials=4", "study.n_workers=2"))
+def test_two_workers_share_one_storage(synthetic_root: Path, tmp_path: Path) -> None:
+    result = run_search(synthetic_root, tmp_path, "study.n_trials=4", "study.n_workers=2")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -188,51 +169,36 @@ def test_two_workers_share_one_storage(synthetic_root: Path, tmp_path: Path) -> 
     assert all(t.state != TrialState.RUNNING for t in trials)
 
 
-def test_killed_worker_trial_is_failed_and_retried(
-    synthetic_root: Path,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    command = search_command(
-        synthetic_root, tmp_path, "study.n_trials=2", "trainer.steps=200",
-        "trainer.eval_every=100", "storage.heartbeat_interval=1", "storage.grace_period=3",
-        "study.reference_designs=[]",
-    )  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+def test_killed_worker_trial_is_failed_and_retried(synthetic_root: Path, tmp_path: Path) -> None:
+    heartbeat = ("storage.heartbeat_interval=1", "storage.grace_period=3")
+    overrides = ("study.n_trials=2", "study.reference_designs=[]", *heartbeat)
     process = subprocess.Popen(
-        command,
+        command(
+            "experiments.search",
+            # Long enough to be killed mid-trial whatever the machine's speed.
+            *search_arguments(synthetic_root, tmp_path, *overrides, "trainer.steps=20000"),
+        ),
         cwd=REPO,
-        env=env,
+        env=command_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(log := (tmp_path / "search.log").open("w")),
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            try:
-                if any(t.state == TrialState.RUNNING for t in load(tmp_path).get_trials()):
-                    break
-            except KeyError:
-                continue
-        else:
-            pytest.fail("no trial started")
-        time.sleep(2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    killed = next(t for t in load(tmp_path).get_trials() if t.state == TrialState.RUNNING)
-    time.sleep(4)  # past the grace period: the heartbeat is stale
-    result = run(
-        search_command(
-            synthetic_root,
-            tmp_path,
-            "study.n_trials=2",
-            "storage.heartbeat_interval=1",
-            "storage.grace_period=3",
-            "study.reference_designs=[]",
+        wait_until(
+            lambda: any_running(tmp_path) or process.poll() is not None,
+            timeout=120,
+            what="a trial to start",
         )
-    )
+        assert process.poll() is None, (tmp_path / "search.log").read_text()[-3000:]
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+    (killed,) = running(tmp_path)
+    # Staleness is measured in time: the grace period must pass without a heartbeat.
+    time.sleep(4)
+    result = run_search(synthetic_root, tmp_path, *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).get_trials()
     assert trials[killed.number].state == TrialState.FAIL
@@ -241,13 +207,28 @@ def test_killed_worker_trial_is_failed_and_retried(
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
 
 
-def test_offline_wandb_writes_one_run_per_trial(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
-    command = search_command(synthetic_root, tmp_path, "study.n_trials=1", "tracking=wandb",
-                             f"tracking.dir={tmp_path}/outputs")  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "outputs")}
-    env.pop("WANDB_API_KEY", None)
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240,
-                            env=env, check=False)  # fmt: skip
+def running(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    return load(tmp_path).get_trials(states=(TrialState.RUNNING,))
+
+
+def any_running(tmp_path: Path) -> bool:
+    """Read-only, with sqlite3 itself: opening an Optuna storage would create its tables, and
+    race the command creating them."""
+    try:
+        with sqlite3.connect(f"file:{tmp_path}/studies.db?mode=ro", uri=True) as connection:
+            query = "SELECT count(*) FROM trials WHERE state = 'RUNNING'"
+            return connection.execute(query).fetchone()[0] > 0
+    except sqlite3.OperationalError:  # no file or no table yet
+        return False
+
+
+def test_offline_wandb_writes_one_run_per_trial(synthetic_root: Path, tmp_path: Path) -> None:
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "outputs"), "WANDB_API_KEY": ""}
+    result = run_command(
+        "experiments.search",
+        *search_arguments(synthetic_root, tmp_path, "study.n_trials=1", "tracking=wandb"),
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

@@ -9,17 +9,20 @@ import optuna
 import pytest
 import yaml
 
+from experiments.config import CONF_DIR, compose_option
 from search_space.space import SpaceError, load_space
 from search_space.spec import HEAD_GENES, HEADS, ArchSpec
 
-SPACE_DIR = Path(__file__).parents[1] / "conf" / "space"
-SPACE_FILE = SPACE_DIR / "dfanet.yaml"
-HEADS_FILE = SPACE_DIR / "heads.yaml"
-SPACE_FILES = sorted(SPACE_DIR.glob("*.yaml"))
+# Every option of conf/space/, composed as a study composes it (heads.yaml extends dfanet.yaml).
+SPACES = sorted(path.stem for path in (CONF_DIR / "space").glob("*.yaml"))
 
 
-def sample(space_file: Path, n_trials: int, seed: int = 0) -> tuple[list[ArchSpec], dict]:
-    space = load_space(space_file)
+def space_config(name: str) -> dict[str, Any]:
+    return compose_option("space", name)
+
+
+def sample(space_name: str, n_trials: int, seed: int = 0) -> tuple[list[ArchSpec], dict]:
+    space = load_space(space_config(space_name))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     specs, seen = [], defaultdict(set)
     for _ in range(n_trials):
@@ -31,12 +34,12 @@ def sample(space_file: Path, n_trials: int, seed: int = 0) -> tuple[list[ArchSpe
     return specs, seen
 
 
-@pytest.mark.parametrize("space_file", SPACE_FILES, ids=lambda path: path.stem)
-def test_500_random_trials_are_valid_and_cover_the_space(space_file: Path) -> None:
+@pytest.mark.parametrize("space_name", SPACES)
+def test_500_random_trials_are_valid_and_cover_the_space(space_name: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    specs, seen = sample(space_file, 500)
+    specs, seen = sample(space_name, 500)
     assert all(isinstance(spec, ArchSpec) for spec in specs)  # each validated on construction
-    description = yaml.safe_load(space_file.read_text())["genes"]
+    description = space_config(space_name)["genes"]
     for gene, entry in description.items():
         entries = entry if isinstance(entry, list) else [entry]
         for index, item in enumerate(entries):
@@ -52,7 +55,7 @@ def test_500_random_trials_are_valid_and_cover_the_space(space_file: Path) -> No
 
 def test_heads_space_reaches_every_head_with_only_its_genes() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = load_space(HEADS_FILE)
+    space = load_space(space_config("heads"))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     heads_seen = set()
     for _ in range(200):
@@ -70,9 +73,9 @@ def test_heads_space_reaches_every_head_with_only_its_genes() -> None:
 
 
 def test_heads_space_searches_the_same_backbone_as_dfanet() -> None:
-    """The two spaces differ only in heads: their backbone genes must not drift apart."""
-    dfanet = yaml.safe_load(SPACE_FILE.read_text())["genes"]
-    heads = yaml.safe_load(HEADS_FILE.read_text())["genes"]
+    """The two spaces differ only in heads: heads.yaml extends dfanet.yaml's backbone genes."""
+    dfanet = space_config("dfanet")["genes"]
+    heads = space_config("heads")["genes"]
     head_only = {"head", "towers"} | {g for genes in HEAD_GENES.values() for g in genes}
     assert {g: e for g, e in heads.items() if g not in head_only} == {
         g: e for g, e in dfanet.items() if g not in head_only
@@ -80,9 +83,9 @@ def test_heads_space_searches_the_same_backbone_as_dfanet() -> None:
     assert {**heads["towers"], "when": None} == {**dfanet["towers"], "when": None}
 
 
-@pytest.mark.parametrize("space_file", SPACE_FILES, ids=lambda path: path.stem)
-def test_params_rebuild_the_same_spec(space_file: Path) -> None:
-    space = load_space(space_file)
+@pytest.mark.parametrize("space_name", SPACES)
+def test_params_rebuild_the_same_spec(space_name: str) -> None:
+    space = load_space(space_config(space_name))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     for _ in range(20):
         trial = study.ask()
@@ -92,7 +95,7 @@ def test_params_rebuild_the_same_spec(space_file: Path) -> None:
 
 
 def test_with_fixed_pins_a_gene() -> None:
-    space = load_space(SPACE_FILE).with_fixed({"input_size": [256, 512]})
+    space = load_space(space_config("dfanet")).with_fixed({"input_size": [256, 512]})
     trial = optuna.create_study().ask()
     assert space.suggest(trial).input_size == (256, 512)
 
@@ -151,7 +154,7 @@ def test_unguarded_combination_is_reported_at_sampling(tmp_path: Path) -> None:
 def test_params_for_enqueues_the_reference_designs() -> None:
     from search_space.registry import get_arch
 
-    space = load_space(SPACE_FILE).with_fixed({"input_size": [256, 512]})
+    space = load_space(space_config("dfanet")).with_fixed({"input_size": [256, 512]})
     for name in ("dfanet_a", "dfanet_b", "backbone_a_x2_hl"):
         spec = get_arch(name).replace(input_size=(256, 512))
         assert space.spec_from_params(space.params_for(spec)) == spec
@@ -164,7 +167,7 @@ def test_params_for_enqueues_the_reference_designs() -> None:
 
 def test_pinning_a_small_input_removes_what_it_invalidates() -> None:
     """At 64x128 four towers (deepest map at 1/128) are impossible: the space drops them."""
-    space = load_space(SPACE_FILE).with_fixed({"input_size": [64, 128]})
+    space = load_space(space_config("dfanet")).with_fixed({"input_size": [64, 128]})
     towers = next(d for d in space.dimensions if d.name == "towers")
     assert (towers.low, towers.high) == (1, 3)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -172,5 +175,6 @@ def test_pinning_a_small_input_removes_what_it_invalidates() -> None:
         trial = study.ask()
         assert space.suggest(trial).towers <= 3
         study.tell(trial, 0.0)
+    dfanet = load_space(space_config("dfanet"))
     with pytest.raises(SpaceError, match="cannot pin"):
-        load_space(SPACE_FILE).with_fixed({"input_size": [32, 64]})  # the base has 3 towers
+        dfanet.with_fixed({"input_size": [32, 64]})  # the base has 3 towers

@@ -10,43 +10,60 @@ import optuna
 import pytest
 from optuna.distributions import IntDistribution
 
-from experiments.early_stopping import EarlyStoppingConfig, MultiObjectiveStopper
-from experiments.study import LatencySettings, StudySettings
+from experiments.config import compose_config
+from experiments.study.early_stopping import EarlyStoppingConfig, MultiObjectiveStopper
+from experiments.study.settings import LatencyMeasurement, StudySettings
 
-BASE: dict[str, Any] = {"name": "s", "n_trials": 4}
+
+def study_section(**overrides: Any) -> dict[str, Any]:
+    """The demo study's `study:` section as the command composes it, with `overrides`."""
+    return {**compose_config("search", ["+study=demo"])["study"], **overrides}
 
 
 def test_objectives_follow_the_latency_settings() -> None:
-    plain = StudySettings.from_dict(BASE)
+    plain = StudySettings.from_dict(study_section())
     assert plain.objective_names == ["mIoU", "GMAdds"]
     assert plain.directions == ["maximize", "minimize"]
-    assert not plain.latency.enabled
+    assert plain.measures_latency  # the demo records it
 
-    three = StudySettings.from_dict({**BASE, "latency_objective": True})
+    three = StudySettings.from_dict(study_section(latency_objective=True))
     assert three.objective_names == ["mIoU", "GMAdds", "latency_ms"]
     assert three.directions == ["maximize", "minimize", "minimize"]
 
-    budget = StudySettings.from_dict({**BASE, "latency_budget_ms": 12})
+    budget = StudySettings.from_dict(study_section(latency_budget_ms=12))
     assert budget.objective_names == ["mIoU", "GMAdds"]
-    assert budget.latency.enabled and budget.latency.budget_ms == 12.0
+    assert budget.latency_budget_ms == 12.0
 
-    recorded = StudySettings.from_dict({**BASE, "latency": {"measure": True, "batch": 4}})
-    assert recorded.latency == LatencySettings(measure=True, batch=4)
+    how = {"measure": False, "batch": 4, "fast_path": True, "dtype": "fp32"}
+    unmeasured = StudySettings.from_dict(study_section(latency=how))
+    assert unmeasured.latency == LatencyMeasurement(measure=False, batch=4, fast_path=True,
+                                                    dtype="fp32")  # fmt: skip
+    assert not unmeasured.measures_latency
+
+
+def test_the_input_size_is_spelled_hxw_or_a_list() -> None:
+    assert StudySettings.from_dict(study_section(input_size="512x1024")).input_size == (512, 1024)
+    assert StudySettings.from_dict(study_section(input_size=[64, 128])).input_size == (64, 128)
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"latency_budget_ms": 0}, "study.latency_budget_ms must be > 0, got 0.0"),
-        ({"latency": {"batch": 0}}, "study.latency.batch must be >= 1, got 0"),
-        ({"latency": {"dtype": "int8"}}, "study.latency.dtype must be one of"),
-        ({"latency": {"repeats": 3}}, "study.latency has unknown keys ['repeats']"),
+        ({"latency": {"measure": True, "batch": 0, "fast_path": True, "dtype": "fp32"}},
+         "study.latency.batch must be >= 1, got 0"),
+        ({"latency": {"measure": True, "batch": 1, "fast_path": True, "dtype": "int8"}},
+         "study.latency.dtype must be one of"),
+        ({"latency": {"measure": True, "repeats": 3}},
+         "study.latency has unknown keys ['repeats']"),
         ({"n_workers": 0}, "study.n_workers must be >= 1, got 0"),
+        ({"n_trails": 5}, "study has unknown keys ['n_trails']"),
+        ({"input_size": "512"}, "expected an input size as HxW"),
     ],
-)
+)  # fmt: skip
 def test_bad_settings_name_the_field(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as error:
-        StudySettings.from_dict({**BASE, **values})
+        StudySettings.from_dict(study_section(**values))
     assert message in str(error.value)
 
 
@@ -76,9 +93,8 @@ def study(tmp_path: Path) -> optuna.Study:
 
 
 def stopper(study: optuna.Study, costs: dict[str, float], **config: Any) -> MultiObjectiveStopper:
-    return MultiObjectiveStopper(
-        EarlyStoppingConfig(**{"enabled": True, "min_dominating": 3, **config}), study, costs
-    )
+    settings = {"enabled": True, "min_dominating": 3, "margin": 0.0, "min_step": 0, **config}
+    return MultiObjectiveStopper(EarlyStoppingConfig(**settings), study, costs)
 
 
 def test_a_trial_beaten_by_enough_cheaper_trials_stops(study: optuna.Study) -> None:

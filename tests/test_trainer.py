@@ -6,13 +6,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from experiments.config import compose_option
 from experiments.data import NUM_CLASSES, CityscapesDataset, EvalTransform, TrainTransform
-from experiments.metrics import ConfusionMatrix
-from experiments.runtime import Runtime
-from experiments.trainer import NonFiniteLossError, Trainer, TrainerConfig, poly_with_warmup
+from experiments.training.metrics import ConfusionMatrix
+from experiments.training.runtime import Runtime
+from experiments.training.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    TrainerConfig,
+    poly_with_warmup,
+)
 from search_space.model import build
 from search_space.registry import get_arch
-from tests.synthetic_fixture import INPUT_SIZE, synthetic_root  # noqa: F401
+from tests.support import INPUT_SIZE, trainer_config
 
 CPU = Runtime(torch.device("cpu"))
 
@@ -45,7 +51,7 @@ def make_trainer(root: Path, run_dir: Path | None = None, **overrides: object) -
         model,
         train,
         val,
-        TrainerConfig(**settings),
+        trainer_config(**settings),
         CPU,  # type: ignore[arg-type]
         num_classes=NUM_CLASSES,
         run_dir=run_dir,
@@ -62,7 +68,7 @@ def constant_prediction_miou(val: CityscapesDataset) -> float:
     return matrix.result().miou
 
 
-def test_short_run_learns(synthetic_root: Path) -> None:  # noqa: F811
+def test_short_run_learns(synthetic_root: Path) -> None:
     trainer = make_trainer(synthetic_root)
     result = trainer.fit()
     assert result.steps == 40
@@ -75,7 +81,7 @@ def test_short_run_learns(synthetic_root: Path) -> None:  # noqa: F811
     assert len(result.scores.per_class_iou) == NUM_CLASSES
 
 
-def test_resume_continues_from_the_checkpoint(synthetic_root: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_resume_continues_from_the_checkpoint(synthetic_root: Path, tmp_path: Path) -> None:
     first = make_trainer(synthetic_root, tmp_path, steps=6, eval_every=3)
     first.fit()
     saved = {k: v.clone() for k, v in first.module.state_dict().items()}
@@ -92,7 +98,7 @@ def test_resume_continues_from_the_checkpoint(synthetic_root: Path, tmp_path: Pa
     assert not make_trainer(synthetic_root, tmp_path / "empty").resume()
 
 
-def test_non_finite_loss_stops_with_its_own_error(synthetic_root: Path) -> None:  # noqa: F811
+def test_non_finite_loss_stops_with_its_own_error(synthetic_root: Path) -> None:
     trainer = make_trainer(synthetic_root, steps=3)
     with torch.no_grad():
         trainer.module.head.classifier.weight.fill_(math.nan)
@@ -100,7 +106,7 @@ def test_non_finite_loss_stops_with_its_own_error(synthetic_root: Path) -> None:
         trainer.fit()
 
 
-def test_evaluation_callback_can_stop_the_run(synthetic_root: Path) -> None:  # noqa: F811
+def test_evaluation_callback_can_stop_the_run(synthetic_root: Path) -> None:
     seen: list[tuple[int, float]] = []
 
     class Stop(Exception):
@@ -128,4 +134,13 @@ def test_poly_schedule_with_warmup() -> None:
 @pytest.mark.parametrize(("field", "value"), [("steps", 0), ("lr", 0.0), ("eval_every", -1)])
 def test_bad_trainer_settings_are_named(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"trainer.{field}"):
-        TrainerConfig(**{field: value})  # type: ignore[arg-type]
+        trainer_config(**{field: value})
+
+
+def test_trainer_section_must_name_every_field_and_nothing_else() -> None:
+    with pytest.raises(ValueError, match=r"trainer has unknown keys \['stpes'\]"):
+        trainer_config(stpes=3)
+    recipe = compose_option("trainer", "demo")
+    del recipe["lr"]
+    with pytest.raises(ValueError, match=r"trainer is missing \['lr'\]"):
+        TrainerConfig.from_dict(recipe)

@@ -9,7 +9,6 @@ resolution) and training time. The README's capacity table comes from this scrip
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -17,10 +16,12 @@ from pathlib import Path
 import torch
 from cityscapesscripts.helpers.labels import name2label
 
-from experiments.benchmarks import conf_option
-from experiments.datasets import build_datasets
-from experiments.runtime import Runtime, resolve_device
-from experiments.trainer import Trainer, TrainerConfig
+from experiments.config import compose_option
+from experiments.data.from_config import build_datasets
+from experiments.training.runtime import Runtime, resolve_device
+from experiments.training.trainer import Trainer, TrainerConfig
+from search_space.arch_source import parse_size
+from search_space.cli import CommandParser
 from search_space.cost import count_madds
 from search_space.model import build
 from search_space.registry import get_arch
@@ -32,21 +33,22 @@ DEFAULT_ARCHS = ("xception_b", "xception_a", "backbone_b", "backbone_a", "dfanet
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = CommandParser(prog="python -m experiments.benchmarks.capacity", description=__doc__)
     parser.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
     parser.add_argument("--steps", type=int, default=None, help="default: the demo trainer's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=Path("outputs/capacity.md"))
     args = parser.parse_args()
-    dataset = conf_option("dataset", "synthetic")
-    trainer_values = conf_option("trainer", "demo")
+    dataset = compose_option("dataset", "synthetic")
+    trainer_values = compose_option("trainer", "demo")
     trainer_values.update(progress=False, eval_every=0)
     if args.steps:
         trainer_values["steps"] = args.steps
     config = TrainerConfig.from_dict(trainer_values)
-    size = tuple(dataset["input_size"])
-    train, val, num_classes = build_datasets(dataset, input_size=size,  # type: ignore[arg-type]
-                                             scale_range=config.scale_range)  # fmt: skip
+    size = parse_size(dataset["input_size"])
+    train, val, num_classes = build_datasets(
+        dataset, input_size=size, scale_range=config.scale_range
+    )
     device = resolve_device("auto")
     seeds = ", ".join(str(seed) for seed in args.seeds)
     rows = [

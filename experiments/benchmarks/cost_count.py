@@ -7,11 +7,11 @@ range that costs most (widest, deepest, most towers, smallest expansion, every p
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Any
 
+from experiments.config import compose_option
+from search_space.cli import CommandParser, size
 from search_space.cost import count_madds, fvcore_default_total
 from search_space.space import Dimension, SearchSpace, load_space
 from search_space.spec import ArchSpec
@@ -36,13 +36,13 @@ def _costliest(dimension: Dimension) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--space", type=Path, default=Path("conf/space/dfanet.yaml"))
-    parser.add_argument("--input", default="1024x2048")
+    parser = CommandParser(prog="python -m experiments.benchmarks.cost_count", description=__doc__)
+    parser.add_argument("--space", default="dfanet", help="an option of conf/space/")
+    parser.add_argument("--input-size", type=size, default=(1024, 2048))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    height, width = (int(side) for side in args.input.split("x"))
-    spec = largest_spec(load_space(args.space), (height, width))
+    height, width = args.input_size
+    spec = largest_spec(load_space(compose_option("space", args.space)), args.input_size)
     count_madds(spec)  # first call pays imports and allocator warm-up
     started = time.perf_counter()
     for _ in range(args.repeats):

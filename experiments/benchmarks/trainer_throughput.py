@@ -13,21 +13,22 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from experiments.benchmarks import conf_option
+from experiments.config import compose_option
 from experiments.data import NUM_CLASSES
-from experiments.datasets import build_datasets
-from experiments.losses import LossConfig, SegmentationLoss
-from experiments.runtime import Runtime, resolve_device
-from experiments.trainer import Trainer, TrainerConfig
+from experiments.data.from_config import build_datasets
+from experiments.training.losses import SegmentationLoss
+from experiments.training.runtime import Runtime, resolve_device
+from experiments.training.trainer import Trainer, TrainerConfig
+from search_space.arch_source import parse_size
+from search_space.cli import CommandParser, size
 from search_space.model import build
 from search_space.registry import get_arch
 
-SYNTHETIC = conf_option("dataset", "synthetic")
+SYNTHETIC = compose_option("dataset", "synthetic")
 
 
 def bare_loop(arch: str, config: TrainerConfig, size: tuple[int, int], device: torch.device,
@@ -35,7 +36,7 @@ def bare_loop(arch: str, config: TrainerConfig, size: tuple[int, int], device: t
     torch.manual_seed(0)
     model = build(get_arch(arch).replace(input_size=size), NUM_CLASSES).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    loss_fn = SegmentationLoss(LossConfig())
+    loss_fn = SegmentationLoss(config.loss)
     image = torch.randn(config.batch_size, 3, *size, device=device)
     label = torch.randint(0, NUM_CLASSES, (config.batch_size, *size), device=device)
     for index in range(steps + 3):
@@ -85,31 +86,36 @@ def _synchronize(device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arch", default="dfanet_b")
-    parser.add_argument("--input", default="128x256")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=120)  # three epochs: past the cache filling
-    parser.add_argument(
-        "--workers", type=int, default=conf_option("trainer", "demo")["num_workers"]
+    demo = compose_option("trainer", "demo")
+    parser = CommandParser(
+        prog="python -m experiments.benchmarks.trainer_throughput", description=__doc__
     )
+    parser.add_argument("--arch", default="dfanet_b")
+    parser.add_argument("--input-size", type=size, default=parse_size(SYNTHETIC["input_size"]))
+    parser.add_argument("--batch-size", type=int, default=demo["batch_size"])
+    parser.add_argument("--steps", type=int, default=120)  # three epochs: past the cache filling
+    parser.add_argument("--workers", type=int, default=demo["num_workers"])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    size = tuple(int(side) for side in args.input.split("x"))
+    input_size = args.input_size
     device = resolve_device(args.device)
-    config = TrainerConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        eval_batch_size=4,
-        num_workers=args.workers,
-        progress=False,
-        warmup_steps=1,
+    config = TrainerConfig.from_dict(
+        {
+            **demo,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "eval_batch_size": 4,
+            "num_workers": args.workers,
+            "progress": False,
+            "warmup_steps": 1,
+            "eval_every": 0,
+        }
     )
-    bare = bare_loop(args.arch, config, size, device, args.steps)  # type: ignore[arg-type]
-    trained = trainer_rate(args.arch, config, size, device)  # type: ignore[arg-type]
-    supplied = loader_rate(config, size, args.steps)  # type: ignore[arg-type]
+    bare = bare_loop(args.arch, config, input_size, device, args.steps)
+    trained = trainer_rate(args.arch, config, input_size, device)
+    supplied = loader_rate(config, input_size, args.steps)
     print(
-        f"{args.arch}, batch {args.batch_size}, input {args.input}, {device}, "
+        f"{args.arch}, batch {args.batch_size}, input {input_size[0]}x{input_size[1]}, {device}, "
         f"{torch.get_num_threads()} threads, {args.workers} loader workers"
     )
     print(f"bare forward-backward-step loop  {bare:8.1f} images/s")

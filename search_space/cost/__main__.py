@@ -1,18 +1,19 @@
-"""`python -m search_space.cost NAME_OR_SPEC_YAML [--input HxW] [--set gene=value ...] [--json]`.
+"""MAdds of one architecture: `python -m search_space.cost NAME_OR_SPEC_YAML [--input-size HxW]
+[--set GENE=VALUE ...] [--json]`.
 
 `--paper` prints every registered architecture that has a published row beside the paper's
 MAdds, with the ratio. `--heads` prices each head of the `head` gene on the same Backbone A
-(at 1024x1024, or `--input`), beside the bare backbone and DFANet A.
+(at 1024x1024, or `--input-size`), beside the bare backbone and DFANet A.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 
-from search_space.arch_source import parse_assignments, parse_size, resolve_arch
+from search_space.arch_source import parse_assignments, resolve_arch
+from search_space.cli import CommandParser, size
 from search_space.cost import count_cost, count_madds
 from search_space.published import find_published
 from search_space.registry import HEAD_COMPARISON, arch_names, get_arch, reference
@@ -20,14 +21,16 @@ from search_space.spec import ArchSpec, SpecError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m search_space.cost",
         description="MAdds (paper convention: conv + linear multiply-adds, batch 1, eval mode), "
         "fvcore's default total and parameters of one architecture.",
     )
     parser.add_argument("arch", nargs="?", help="registered name or YAML file of genes")
-    parser.add_argument("--input", help="input size HxW (sets the input_size gene)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="GENE=VALUE", dest="genes")
+    parser.add_argument("--input-size", "--input", type=size, help="HxW (sets the input_size gene)")
+    parser.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="GENE=VALUE", dest="genes"
+    )
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--paper", action="store_true", help="compare every reference row")
@@ -39,8 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.heads:
         try:
-            size = parse_size(args.input) if args.input else (1024, 1024)
-            print(heads_table(args.num_classes, size))
+            print(heads_table(args.num_classes, args.input_size or (1024, 1024)))
         except (ValueError, SpecError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -49,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"name an architecture ({', '.join(arch_names())}) or a YAML file")
     try:
         overrides = parse_assignments(args.genes)
-        if args.input:
-            overrides["input_size"] = list(parse_size(args.input))
+        if args.input_size:
+            overrides["input_size"] = list(args.input_size)
         spec = resolve_arch(args.arch, overrides)
     except (ValueError, SpecError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,7 +1,10 @@
-"""An ablation: named variants of a base architecture, each trained with several seeds.
+"""Where a study's architectures come from: a search space, or an ablation's grid.
 
-It runs through the same trial pipeline as a search (one Optuna study, every (variant, seed)
-enqueued), so it is stored, resumable, parallel and reported the same way. Config
+A search (`SpaceProposer`): the sampler explores the space; the paper's designs come first.
+
+An ablation (`AblationProposer`): named variants of a base architecture, each trained with
+several seeds, through the same trial pipeline as a search (one Optuna study, every (variant,
+seed) enqueued), so it is stored, resumable, parallel and reported the same way. Config
 (`conf/ablation/*.yaml`):
 
     ablation:
@@ -16,15 +19,61 @@ enqueued), so it is stored, resumable, parallel and reported the same way. Confi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 
+from analysis.record import KIND_ABLATION, KIND_SEARCH, StudyKey, TrialKey
 from search_space.published import find_published
 from search_space.registry import get_arch, matching_reference
+from search_space.space import SearchSpace, SpaceError
 from search_space.spec import ArchSpec, SpecError
+
+log = logging.getLogger(__name__)
+
+
+class Proposer(Protocol):
+    """Where a study's architectures come from: a search space, or an ablation's grid."""
+
+    def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
+        """The trial's architecture and training seed."""
+        ...
+
+    def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(params, user attrs) to enqueue when the study is new."""
+        ...
+
+    def study_attrs(self) -> dict[str, Any]:
+        """What describes this kind of study in its user attributes."""
+        ...
+
+
+@dataclass(frozen=True)
+class SpaceProposer:
+    """A search: the sampler explores the space; the paper's designs come first."""
+
+    space: SearchSpace
+    seed: int
+    reference_designs: tuple[str, ...]
+
+    def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
+        return self.space.suggest(trial), self.seed
+
+    def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        trials = []
+        for name in self.reference_designs:
+            spec = get_arch(name).replace(input_size=self.space.base.input_size)
+            try:
+                trials.append((self.space.params_for(spec), {TrialKey.REFERENCE: name}))
+            except SpaceError as error:
+                log.warning("%s is not enqueued: %s", name, error)
+        return trials
+
+    def study_attrs(self) -> dict[str, Any]:
+        return {StudyKey.KIND: KIND_SEARCH, StudyKey.SPACE: self.space.name}
 
 
 @dataclass(frozen=True)
@@ -61,21 +110,21 @@ class AblationProposer:
     def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
         variant = str(trial.suggest_categorical("variant", list(self.variants)))
         seed = int(trial.suggest_categorical("seed", list(self.seeds)))
-        trial.set_user_attr("variant", variant)
+        trial.set_user_attr(TrialKey.VARIANT, variant)
         return self.variants[variant], seed
 
     def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         # Seed-major: an interrupted ablation has every variant at the first seeds.
         return [
-            ({"variant": variant, "seed": seed}, {"variant": variant})
+            ({"variant": variant, "seed": seed}, {TrialKey.VARIANT: variant})
             for seed in self.seeds
             for variant in self.variants
         ]
 
     def study_attrs(self) -> dict[str, Any]:
         return {
-            "kind": "ablation",
-            "ablation": {
+            StudyKey.KIND: KIND_ABLATION,
+            StudyKey.ABLATION: {
                 "name": self.name,
                 "baseline": self.baseline,
                 "seeds": list(self.seeds),

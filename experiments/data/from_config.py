@@ -44,14 +44,14 @@ def build_datasets(
     """(train set, validation set, number of classes). Indexing checks every file's header,
     so a broken dataset fails here, before any training."""
     root = dataset_root(config)
-    cache = bool(config.get("cache", False))  # decoded samples kept in memory (see the class)
+    cache = bool(config["cache"])  # decoded samples kept in memory (see the class)
     train = CityscapesDataset(
         root,
-        config.get("train_split", "train"),
+        config["train_split"],
         TrainTransform(crop_size=input_size, scale_range=scale_range, base_size=input_size),
         cache=cache,
     )
     val = CityscapesDataset(
-        root, config.get("val_split", "val"), EvalTransform(input_size=input_size), cache=cache
+        root, config["val_split"], EvalTransform(input_size=input_size), cache=cache
     )
     return train, val, NUM_CLASSES

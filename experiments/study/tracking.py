@@ -63,7 +63,7 @@ class WandbTracker:
 
 
 def make_tracker(config: Mapping[str, Any]) -> TrialTracker:
-    if not config.get("enabled", False):
+    if not config["enabled"]:
         return NoTracking()
     return WandbTracker(
         project=str(config["project"]), mode=str(config["mode"]), directory=Path(config["dir"])

@@ -1,8 +1,10 @@
 """Latency and throughput of the reference architectures: eager against the deployed path.
 
-    python -m experiments.benchmark [arch=NAME ...] [input=HxW] [device=auto|cpu|cuda]
-        [batch=N] [dtype=fp32|fp16|bf16] [compile=true|false] [threads=N]
-        [protocol=full|cheap] [retain_memory=true|false] [out=DIR]
+    python -m experiments.benchmarks.latency [--arch NAME ...] [--input-size HxW]
+        [--device auto|cpu|cuda] [--batch N] [--dtype fp32|fp16|bf16] [--compile true|false]
+        [--threads N] [--protocol full|cheap] [--retain-memory true|false] [--out DIR]
+
+(or the same as `key=value`: `arch=dfanet_a input_size=512x1024`).
 
 For each architecture: parameters, GMAdds (paper convention, batch 1), then the median latency,
 its 10th-90th percentile spread and the FPS of the eager model and of `search_space.deploy`'s
@@ -23,6 +25,7 @@ import os
 import re
 import sys
 import time
+from argparse import ArgumentTypeError
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from experiments.runtime import device_name, resolve_device
-from search_space.arch_source import parse_size
+from experiments.training.runtime import device_name, resolve_device
+from search_space.cli import CommandParser, boolean, positive_int, size
 from search_space.cost import count_madds
 from search_space.deploy import DTYPES, deploy, retain_freed_memory
 from search_space.latency import CHEAP, FULL, LatencyResult, measure_module, pinned_threads
@@ -42,24 +45,20 @@ from search_space.registry import HEAD_COMPARISON, arch_names, get_arch, referen
 _PAPER_ARCHS = ("dfanet_a", "dfanet_b", "backbone_a", "backbone_b", "xception_a", "xception_b")
 DEFAULT_ARCHS = tuple(dict.fromkeys((*_PAPER_ARCHS, *HEAD_COMPARISON)))
 PROTOCOLS = {"full": FULL, "cheap": CHEAP}
-_KEYS = (
-    *("arch", "input", "device", "batch", "dtype", "compile", "threads", "protocol"),
-    *("retain_memory", "out"),
-)
 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    archs: tuple[str, ...] = DEFAULT_ARCHS
-    input_size: tuple[int, int] = (512, 1024)
-    device: str = "auto"
-    batch: int = 1
-    dtype: str = "fp32"
-    compile: bool = False
-    threads: int | None = None
-    protocol: str = "full"
-    retain_memory: bool = True
-    out: Path = Path("outputs/benchmarks")
+    archs: tuple[str, ...]
+    input_size: tuple[int, int]
+    device: str
+    batch: int
+    dtype: str
+    compile: bool
+    threads: int | None
+    protocol: str
+    retain_memory: bool
+    out: Path
 
 
 @dataclass(frozen=True)
@@ -77,49 +76,31 @@ class Row:
 
 
 def parse_args(argv: Sequence[str]) -> BenchmarkConfig:
-    """`key=value` arguments (`arch=` may repeat or hold a comma list)."""
-    values: dict[str, str] = {}
-    archs: list[str] = []
-    for argument in argv:
-        key, separator, value = argument.partition("=")
-        if not separator or key not in _KEYS:
-            raise ValueError(f"expected key=value with key in {list(_KEYS)}, got {argument!r}")
-        if key == "arch":
-            archs += [name for name in value.split(",") if name]
-        else:
-            values[key] = value
-    unknown = [name for name in archs if name not in arch_names()]
-    if unknown:
-        raise ValueError(f"unknown architecture {unknown[0]!r}; registered: {list(arch_names())}")
-    dtype, protocol = values.get("dtype", "fp32"), values.get("protocol", "full")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    """`--key value` or `key=value` (`search_space.cli`); `--arch` may repeat."""
+    parser = CommandParser(prog="python -m experiments.benchmarks.latency", description=__doc__)
+    parser.add_argument("--arch", action="extend", type=arch_list, metavar="NAME[,NAME...]")
+    parser.add_argument("--input-size", "--input", type=size, default=(512, 1024))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch", type=positive_int, default=1)
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32")
+    parser.add_argument("--compile", type=boolean, default=False)
+    parser.add_argument("--threads", type=positive_int)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="full")
+    parser.add_argument("--retain-memory", type=boolean, default=True)
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
+    args = parser.parse_args(argv)
     return BenchmarkConfig(
-        archs=tuple(archs) or DEFAULT_ARCHS,
-        input_size=parse_size(values.get("input", "512x1024")),
-        device=values.get("device", "auto"),
-        batch=_positive_int("batch", values.get("batch", "1")),
-        dtype=dtype,
-        compile=_boolean("compile", values.get("compile", "false")),
-        threads=_positive_int("threads", values["threads"]) if "threads" in values else None,
-        protocol=protocol,
-        retain_memory=_boolean("retain_memory", values.get("retain_memory", "true")),
-        out=Path(values.get("out", "outputs/benchmarks")),
+        archs=tuple(args.arch or DEFAULT_ARCHS),
+        **{key: value for key, value in vars(args).items() if key != "arch"},
     )
 
 
-def _positive_int(key: str, text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{key} must be a positive integer, got {text!r}")
-    return int(text)
-
-
-def _boolean(key: str, text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(f"{key} must be true or false, got {text!r}")
-    return text.lower() == "true"
+def arch_list(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in arch_names()]
+    if unknown:
+        raise ArgumentTypeError(f"unknown architecture {unknown[0]!r}; registered: {arch_names()}")
+    return names
 
 
 def paper_fps(name: str, input_size: tuple[int, int]) -> PublishedResult | None:
@@ -328,13 +309,14 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    config = parse_args(argv)
     try:
-        config = parse_args(argv)
         device = resolve_device(config.device)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    _, csv_path, md_path = run(config, device, " ".join(["python -m experiments.benchmark", *argv]))
+    command = " ".join(["python -m experiments.benchmarks.latency", *argv])
+    _, csv_path, md_path = run(config, device, command)
     print(f"saved {csv_path} and {md_path}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Optuna storages and samplers from config (`conf/storage/*.yaml`, `conf/sampler/*.yaml`)."""
+"""The Optuna storage a config names (`conf/storage/*.yaml`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from typing import Any
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
-
-SAMPLERS = ("tpe", "nsga2", "random", "bruteforce")
 
 
 def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
@@ -42,27 +40,3 @@ def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
                 max_retry=int(config["max_retry"])
             ),
         )
-
-
-def make_sampler(config: Mapping[str, Any], seed: int) -> optuna.samplers.BaseSampler:
-    name = config.get("name")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            # multivariate + group: the space is conditional (genes under `when`).
-            return optuna.samplers.TPESampler(
-                seed=seed,
-                n_startup_trials=int(config.get("n_startup_trials", 10)),
-                multivariate=True,
-                group=True,
-                constant_liar=True,
-            )
-        if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(
-                seed=seed, population_size=int(config.get("population_size", 20))
-            )
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if name == "bruteforce":
-            return optuna.samplers.BruteForceSampler(seed=seed)
-    raise ValueError(f"sampler.name must be one of {list(SAMPLERS)}, got {name!r}")

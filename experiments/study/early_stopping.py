@@ -15,17 +15,20 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from analysis.record import TrialKey
+from experiments.config import checked_section
+
 
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
-    enabled: bool = False
-    min_dominating: int = 3  # finished trials that must beat this one at the same step
-    margin: float = 0.0  # mIoU points by which they must beat it
-    min_step: int = 0  # never stop before this step
+    enabled: bool
+    min_dominating: int  # finished trials that must beat this one at the same step
+    margin: float  # mIoU points by which they must beat it
+    min_step: int  # never stop before this step
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EarlyStoppingConfig:
-        return cls(**dict(values))
+        return cls(**checked_section(values, "study.early_stopping", cls))
 
 
 def curve_value_at(curve: list[list[float]] | None, step: int) -> float | None:
@@ -53,11 +56,11 @@ class MultiObjectiveStopper:
         better = []
         for trial in finished:
             attrs = trial.user_attrs
-            if attrs.get("infeasible") or any(
+            if attrs.get(TrialKey.INFEASIBLE) or any(
                 attrs.get(name, float("inf")) > mine for name, mine in self.costs.items()
             ):
                 continue
-            theirs = curve_value_at(attrs.get("curve"), step)
+            theirs = curve_value_at(attrs.get(TrialKey.CURVE), step)
             if theirs is not None and theirs > miou + self.config.margin:
                 better.append(trial.number)
         if len(better) < self.config.min_dominating:

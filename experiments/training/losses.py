@@ -18,12 +18,14 @@ from search_space.outputs import TrainOutput
 
 @dataclass(frozen=True)
 class LossConfig:
-    ignore_index: int = 255
-    ohem: bool = False
+    """`trainer.loss` (`conf/trainer/base.yaml`)."""
+
+    ignore_index: int
+    ohem: bool
     # OHEM keeps the pixels whose true-class probability is below `ohem_threshold`, and at
     # least `ohem_min_kept` of the hardest pixels per batch (the BiSeNet/ICNet recipe).
-    ohem_threshold: float = 0.7
-    ohem_min_kept: int = 10_000
+    ohem_threshold: float
+    ohem_min_kept: int
 
 
 class SegmentationLoss:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from experiments.evaluation import autocast_for, eval_loader, evaluate
-from experiments.losses import LossConfig, SegmentationLoss
-from experiments.metrics import SegmentationScores
-from experiments.runtime import Runtime
-from search_space.model import SegmentationNet
+from experiments.config import checked_section
+from experiments.training.evaluation import autocast_for, eval_loader, evaluate
+from experiments.training.losses import LossConfig, SegmentationLoss
+from experiments.training.metrics import SegmentationScores
+from experiments.training.runtime import Runtime
+from search_space.model import SegmentationNet, build
 from search_space.outputs import TrainOutput
+from search_space.spec import ArchSpec
 
 
 class NonFiniteLossError(RuntimeError):
@@ -42,23 +44,26 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    steps: int = 300
-    batch_size: int = 8  # global: split over the processes of a distributed run
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    warmup_steps: int = 20
-    poly_power: float = 0.9
-    eval_every: int = 0  # 0: evaluate once, at the end
-    eval_batch_size: int = 8
-    num_workers: int = 2
-    scale_range: tuple[float, float] = (0.75, 1.5)  # relative to the architecture's input size
-    amp: bool = True  # CUDA only
-    channels_last: bool = True  # CUDA only
-    sync_bn: bool = False  # distributed CUDA runs only
-    checkpoint_every: int = 0  # 0: only at the end (when a run directory is given)
-    progress: bool = True
-    loss: LossConfig = field(default_factory=LossConfig)
+    """A training recipe: the `trainer:` section of the config (`conf/trainer/base.yaml` lists
+    every field with its meaning and default)."""
+
+    steps: int
+    batch_size: int  # global: split over the processes of a distributed run
+    lr: float
+    momentum: float
+    weight_decay: float
+    warmup_steps: int
+    poly_power: float
+    eval_every: int  # 0: evaluate once, at the end
+    eval_batch_size: int
+    num_workers: int
+    scale_range: tuple[float, float]  # relative to the architecture's input size
+    amp: bool  # CUDA only
+    channels_last: bool  # CUDA only
+    sync_bn: bool  # distributed CUDA runs only
+    checkpoint_every: int  # 0: only at the end (when a run directory is given)
+    progress: bool
+    loss: LossConfig
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_batch_size"):
@@ -71,12 +76,11 @@ class TrainerConfig:
             raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainerConfig:
-        values = dict(values)
-        loss = LossConfig(**values.pop("loss", {}))
-        if "scale_range" in values:
-            values["scale_range"] = tuple(values["scale_range"])
-        return cls(**values, loss=loss)
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainerConfig:
+        values = checked_section(values, "trainer", cls)
+        values["loss"] = LossConfig(**checked_section(values["loss"], "trainer.loss", LossConfig))
+        values["scale_range"] = tuple(values["scale_range"])
+        return cls(**values)
 
 
 @dataclass
@@ -326,3 +330,15 @@ class Trainer:
         self.images_seen = int(state["images_seen"])
         self.losses = list(state["losses"])
         return True
+
+
+def load_checkpoint(path: Path) -> SegmentationNet:
+    """The network a `Trainer` checkpoint holds (it records the spec and number of classes)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or state.get("spec") is None:
+        raise ValueError(f"{path}: not a checkpoint written by experiments.train (no 'spec')")
+    model = build(ArchSpec.from_dict(state["spec"]), int(state["num_classes"]))
+    model.load_state_dict(state["model"])
+    return model

@@ -1,4 +1,4 @@
-"""What multi-objective early stopping saves: `python -m experiments.benchmarks.early_stopping`
+"""What multi-objective early stopping saves: `python -m experiments.benchmarks.stopping_savings`
 
 Runs the demo study twice on a temporary storage, with the random sampler and one seed so that
 both runs train the same architectures in the same order: early stopping off, then on. Prints
@@ -9,42 +9,40 @@ cost the front. Extra arguments are Hydra overrides for both runs (`trainer.step
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from analysis.hypervolume import hypervolume
-from analysis.load import GMADDS, MIOU, finished, load_trials
-from experiments.benchmarks import CONF
-from experiments.search import search
+from analysis.load import finished, load_trials
+from analysis.record import GMADDS, MIOU
+from experiments.config import compose_config
+from experiments.study.driver import search
+from search_space.cli import CommandParser
 
 
 def run_study(name: str, storage: Path, overrides: list[str]) -> optuna.Study:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        config = compose(
-            "search",
-            overrides=[
-                "+study=demo",
-                f"study.name={name}",
-                "sampler=random",
-                "tracking=none",
-                f"storage.url=sqlite:///{storage}",
-                f"output_dir={storage.parent}",
-                *overrides,
-            ],
-        )
-    values: dict[str, Any] = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-    return search(values)
+    config = compose_config(
+        "search",
+        [
+            "+study=demo",
+            f"study.name={name}",
+            "sampler=random",
+            "tracking=none",
+            f"storage.url=sqlite:///{storage}",
+            f"output_dir={storage.parent}",
+            *overrides,
+        ],
+    )
+    return search(config)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = CommandParser(
+        prog="python -m experiments.benchmarks.stopping_savings", description=__doc__
+    )
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--min-dominating", type=int, default=2)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs")

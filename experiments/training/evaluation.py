@@ -9,13 +9,17 @@ mIoU equals the single-process one exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sized
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from experiments.metrics import ConfusionMatrix, SegmentationScores
-from experiments.runtime import Runtime
+from experiments.data import CityscapesDataset, train_ids_to_label_ids
+from experiments.training.metrics import ConfusionMatrix, SegmentationScores
+from experiments.training.runtime import Runtime
 from search_space.layers import resize_to
 
 
@@ -83,3 +87,19 @@ def evaluate(
     matrix.all_reduce()
     model.train(was_training)
     return matrix.result()
+
+
+def prediction_writer(
+    dataset: CityscapesDataset, export_dir: Path
+) -> Callable[[Tensor, list[int]], None]:
+    """`on_batch` for `evaluate`: each train-id map -> a labelId PNG in the results layout."""
+
+    def write(predictions: Tensor, indices: list[int]) -> None:
+        for prediction, index in zip(predictions.cpu().numpy(), indices, strict=True):
+            sample = dataset.samples[index]
+            folder = export_dir / sample.city
+            folder.mkdir(parents=True, exist_ok=True)
+            label_ids = train_ids_to_label_ids(prediction.astype(np.uint8))
+            Image.fromarray(label_ids).save(folder / f"{sample.id}_pred_labelIds.png")
+
+    return write

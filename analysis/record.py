@@ -1,0 +1,99 @@
+"""The trial record: every name a study writes into its storage and `analysis` reads back.
+
+`experiments.study` writes these names and `analysis` reads them; both import them from here, so
+the two sides cannot drift apart. A stored study is a contract with every later reader (a report
+rebuilt a year from now reads the same keys), so a name here is renamed only with a migration.
+
+- Objectives: the study's metric names (`study.set_metric_names`), in this order.
+- `TrialKey`: the user attributes of one trial; `Constraint`: its constraints' names.
+- `StudyKey`: the user attributes of the study.
+- Status: what `analysis` calls a trial, from its Optuna state and its feasibility.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --------------------------------------------------------------------------------- objectives
+MIOU: Final = "mIoU"  # maximised: validation mIoU in percent
+GMADDS: Final = "GMAdds"  # minimised: multiply-adds in the paper's convention, in G
+LATENCY: Final = "latency_ms"  # minimised when the study makes latency a third objective
+
+
+def objective_names(*, latency: bool) -> list[str]:
+    """What a trial returns, in order: mIoU, GMAdds and, when asked for, latency_ms."""
+    return [MIOU, GMADDS, *([LATENCY] if latency else [])]
+
+
+def objective_directions(names: list[str]) -> list[str]:
+    return ["maximize" if name == MIOU else "minimize" for name in names]
+
+
+# ------------------------------------------------------------------------ trial attributes
+class TrialKey:
+    """User attributes of a trial. Everything a trial knows is stored before it can be lost."""
+
+    # The architecture and its cost (set before training, so a failed trial keeps them).
+    SPEC: Final = "spec"  # ArchSpec.to_dict(): the genes
+    N_PARAMS: Final = "n_params"
+    MADDS: Final = "madds"  # paper convention, multiply-adds
+    GMADDS: Final = "gmadds"  # the same in G: the cost even where GMAdds is not an objective
+    FVCORE_TOTAL: Final = "fvcore_total"  # fvcore's default total (BN, upsampling, pooling too)
+    LATENCY_RESULT: Final = "latency"  # the whole measurement (search_space.latency)
+    LATENCY_MS: Final = LATENCY  # its median, under the objective's name
+    SEED: Final = "seed"  # the training seed
+    REFERENCE: Final = "reference"  # the registered name of an enqueued paper design
+    VARIANT: Final = "variant"  # the label of an ablation's variant
+    INFEASIBLE: Final = "infeasible"  # over a budget: never trained, its mIoU is a placeholder
+    # Where it ran (experiments.training.runtime.environment_facts).
+    DEVICE: Final = "device"
+    DEVICE_NAME: Final = "device_name"
+    # Training (set as it goes: the curve after every evaluation).
+    CURVE: Final = "curve"  # [[step, validation mIoU], ...]
+    STEPS: Final = "steps"
+    FINAL_LOSS: Final = "final_loss"
+    TRAIN_SECONDS: Final = "train_seconds"  # training steps only
+    WALL_SECONDS: Final = "wall_seconds"  # the whole trial, evaluations included
+    IMAGES_PER_SECOND: Final = "images_per_second"
+    PER_CLASS_IOU: Final = "per_class_iou"  # percent, None where a class never occurred
+    # Why it did not finish.
+    FAIL_REASON: Final = "fail_reason"  # "<ExceptionType>: <message>"
+    PRUNE_REASON: Final = "prune_reason"
+
+
+class Constraint:
+    """Names of a trial's constraints (`trial.set_constraint`; feasible when <= 0)."""
+
+    GMADDS: Final = "gmadds_budget"  # GMAdds minus study.gmadds_budget
+    LATENCY: Final = "latency_budget"  # latency_ms minus study.latency_budget_ms
+
+
+# ------------------------------------------------------------------------ study attributes
+class StudyKey:
+    """User attributes of the study: what it is, so a report describes it without the config."""
+
+    KIND: Final = "kind"  # KIND_SEARCH or KIND_ABLATION
+    SPACE: Final = "space"  # the search space's name
+    ABLATION: Final = "ablation"  # the ablation's name, baseline, seeds and variants
+    DATASET: Final = "dataset"
+    SPLIT: Final = "split"  # the split trials are scored on
+    INPUT_SIZE: Final = "input_size"
+    SAMPLER: Final = "sampler"
+    SEED: Final = "seed"
+    GMADDS_BUDGET: Final = "gmadds_budget"
+    TRAINER: Final = "trainer"  # the per-trial training recipe
+    VERSIONS: Final = "versions"  # python, torch, optuna, git commit at creation
+    CONFIG: Final = "config"  # the whole composed configuration
+    INITIALISED: Final = "initialised"  # set last: the first trials are enqueued
+
+
+KIND_SEARCH: Final = "search"
+KIND_ABLATION: Final = "ablation"
+
+# ------------------------------------------------------------------------------- status
+STATUS_FINISHED: Final = "finished"  # complete and feasible: it may be on the front
+STATUS_INFEASIBLE: Final = "infeasible"  # complete but over a budget: never trained
+STATUS_PRUNED: Final = "pruned"
+STATUS_FAILED: Final = "failed"
+STATUS_RUNNING: Final = "running"
+STATUS_WAITING: Final = "waiting"

@@ -1,0 +1,51 @@
+"""Config sections (Hydra's composed `conf/`) read into typed, frozen settings.
+
+`conf/` is the one place a setting's default lives: every key of a section is written there,
+with its comment, so `--cfg job` shows it and an override never needs a `+`. The settings
+classes therefore take no defaults from code; reading a section checks that it names exactly
+their fields, so a typo in a config file or an override is an error that names the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+
+def checked_section(
+    values: Mapping[str, Any], section: str, settings_class: type, *, also: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`values` as a plain dict, after checking that its keys are the fields of the dataclass
+    `settings_class` (plus `also`, keys read elsewhere); the error names `section`."""
+    expected = {field.name for field in fields(settings_class) if field.init} | set(also)
+    unknown, missing = sorted(set(values) - expected), sorted(expected - set(values))
+    if unknown:
+        raise ValueError(f"{section} has unknown keys {unknown}; expected {sorted(expected)}")
+    if missing:
+        raise ValueError(
+            f"{section} is missing {missing}: the config files under conf/ set "
+            "every key; an override must not delete one"
+        )
+    return dict(values)
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(config_name: str | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A config composed from `conf/` exactly as a command composes it (defaults lists, `+group`
+    selections, overrides), resolved to plain values: for benchmarks and tests that run what a
+    command runs without its command line."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = compose(config_name=config_name, overrides=list(overrides))
+    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+
+
+def compose_option(group: str, option: str) -> dict[str, Any]:
+    """One option of a config group (`trainer=proxy_demo`), its own defaults list applied."""
+    return compose_config(None, [f"+{group}={option}"])[group]

@@ -1,0 +1,184 @@
+"""One trial of a study: sample -> count MAdds -> (infeasible: stop) -> train -> evaluate -> record.
+
+Everything a trial knows goes into its user attributes (the contract `analysis` reads): the
+spec, parameters, both MAdds figures, times, throughput, the validation curve, device, versions,
+commit, seed, and the reason when it failed or was stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from analysis.record import GMADDS, MIOU, Constraint, TrialKey
+from experiments.data import CityscapesDataset
+from experiments.study.early_stopping import MultiObjectiveStopper
+from experiments.study.proposers import Proposer
+from experiments.study.settings import LatencyMeasurement, StudySettings
+from experiments.study.tracking import TrialTracker
+from experiments.training.runtime import Runtime, environment_facts
+from experiments.training.trainer import Trainer, TrainerConfig, TrainResult
+from search_space.cost import count_madds, fvcore_default_total
+from search_space.latency import CHEAP, LatencyResult, measure_latency
+from search_space.model import build
+from search_space.spec import ArchSpec
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one worker shares: built once, before the first trial."""
+
+    settings: StudySettings
+    proposer: Proposer
+    trainer_config: TrainerConfig
+    train_set: CityscapesDataset
+    val_set: CityscapesDataset
+    num_classes: int
+    runtime: Runtime
+    tracker: TrialTracker
+    output_dir: Path
+
+
+def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
+    """The objective. Any error is recorded on the trial (`fail_reason`) before Optuna
+    stores it as FAIL and the study goes on."""
+    try:
+        return _run_trial(trial, context)
+    except optuna.TrialPruned:
+        raise
+    except Exception as error:
+        trial.set_user_attr(TrialKey.FAIL_REASON, f"{type(error).__name__}: {error}")
+        raise
+
+
+def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
+    settings = context.settings
+    spec, seed = context.proposer.propose(trial)
+    cost = count_madds(spec, context.num_classes)
+    attrs: dict[str, Any] = {
+        TrialKey.SPEC: spec.to_dict(),
+        TrialKey.N_PARAMS: cost.params,
+        TrialKey.MADDS: cost.madds,
+        TrialKey.GMADDS: cost.gmadds,
+        TrialKey.SEED: seed,
+        **environment_facts(context.runtime.device),
+    }
+    costs = {TrialKey.GMADDS: cost.gmadds}
+    if settings.measures_latency:
+        latency = _measure_latency(spec, settings.latency, context)
+        attrs[TrialKey.LATENCY_RESULT] = latency.to_dict()
+        costs[TrialKey.LATENCY_MS] = attrs[TrialKey.LATENCY_MS] = latency.median_ms
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    values = (cost.gmadds, *([costs[TrialKey.LATENCY_MS]] if settings.latency_objective else []))
+    if _breaks_a_budget(trial, settings, costs):
+        # Never trained: 0.0 is a placeholder the analysis never reads as a measurement.
+        return 0.0, *values
+
+    tracker = context.tracker
+    tracker.start(settings.name, trial.number, {**attrs, "params": trial.params})
+    state = "FAIL"
+    try:
+        trial.set_user_attr(TrialKey.FVCORE_TOTAL, fvcore_default_total(spec, context.num_classes))
+        result = _train(trial, spec, seed, costs, context)
+        state = "COMPLETE"
+    except optuna.TrialPruned:
+        state = "PRUNED"
+        raise
+    finally:
+        tracker.finish(costs, state)
+        if context.runtime.device.type == "cuda":
+            torch.cuda.empty_cache()
+    miou = 100.0 * result.scores.miou
+    for key, value in {
+        TrialKey.TRAIN_SECONDS: result.train_seconds,
+        TrialKey.IMAGES_PER_SECOND: result.images_per_second,
+        TrialKey.STEPS: result.steps,
+        TrialKey.FINAL_LOSS: result.final_loss,
+        TrialKey.PER_CLASS_IOU: [
+            None if v != v else 100.0 * v for v in result.scores.per_class_iou
+        ],
+    }.items():
+        trial.set_user_attr(key, value)
+    tracker.log({MIOU: miou, GMADDS: cost.gmadds})
+    return miou, *values
+
+
+def _measure_latency(
+    spec: ArchSpec, how: LatencyMeasurement, context: TrialContext
+) -> LatencyResult:
+    # Random weights: they do not change the time. measure_latency leaves the RNG alone, so
+    # the trial's training seed means the same with or without latency.
+    return measure_latency(
+        spec,
+        device=context.runtime.device,
+        batch=how.batch,
+        dtype=how.dtype,
+        fast=how.fast_path,
+        num_classes=context.num_classes,
+        protocol=CHEAP,
+    )
+
+
+def _breaks_a_budget(trial: optuna.Trial, settings: StudySettings, costs: dict[str, float]) -> bool:
+    """Set the study's constraints (feasible when <= 0) and say whether any is broken."""
+    budgets = {
+        Constraint.GMADDS: (costs[TrialKey.GMADDS], settings.gmadds_budget),
+        Constraint.LATENCY: (costs.get(TrialKey.LATENCY_MS), settings.latency_budget_ms),
+    }
+    infeasible = False
+    for name, (value, budget) in budgets.items():
+        if budget is not None and value is not None:
+            trial.set_constraint(name, value - budget)
+            infeasible |= value > budget
+    trial.set_user_attr(TrialKey.INFEASIBLE, infeasible)
+    return infeasible
+
+
+def _train(
+    trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict[str, float], context: TrialContext
+) -> TrainResult:
+    settings, config = context.settings, context.trainer_config
+    # The costs a trial that stops this one must not exceed: its objectives besides mIoU.
+    stopper = MultiObjectiveStopper(
+        settings.early_stopping,
+        trial.study,
+        costs if settings.latency_objective else {TrialKey.GMADDS: costs[TrialKey.GMADDS]},
+    )
+    curve: list[list[float]] = []
+
+    def on_evaluation(step: int, miou: float) -> None:
+        curve.append([step, 100.0 * miou])
+        trial.set_user_attr(TrialKey.CURVE, curve)
+        context.tracker.log({"val/mIoU": 100.0 * miou}, step=step)
+        if step >= config.steps:
+            return  # the final evaluation is the result, not a reason to stop
+        reason = stopper.reason_to_stop(step, 100.0 * miou)
+        if reason is not None:
+            trial.set_user_attr(TrialKey.PRUNE_REASON, reason)
+            trial.set_user_attr(TrialKey.STEPS, step)
+            raise optuna.TrialPruned(reason)
+
+    run_dir = context.output_dir / settings.name / f"trial_{trial.number:04d}"
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    trainer = Trainer(
+        build(spec, context.num_classes),
+        context.train_set,
+        context.val_set,
+        config,
+        context.runtime,
+        num_classes=context.num_classes,
+        run_dir=run_dir if settings.keep_checkpoints else None,
+        on_evaluation=on_evaluation,
+        seed=seed,
+    )
+    try:
+        return trainer.fit()
+    finally:
+        trial.set_user_attr(TrialKey.WALL_SECONDS, time.perf_counter() - started)

@@ -1,0 +1,81 @@
+"""The command line of every command that does not compose a config from `conf/`.
+
+Commands that take config (`experiments.search`, `train`, `evaluate`, `ablate`) are Hydra
+apps. Every other command (`search_space.cost`, `analysis.report`, `analysis.paper`, the
+benchmarks) is argparse through this module, so that they all read alike:
+- options are `--name value`; the Hydra spelling `name=value` is read as the same option, so
+  `python -m analysis.report study=demo` and `--study demo` are one command;
+- an option given twice either adds to a list (`--set a=1 --set b=2`, `--arch x --arch y`) or
+  is an error: a value is never silently dropped;
+- an input size is spelled `HxW` (`512x1024`) everywhere, as in the configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from search_space.arch_source import parse_size
+
+# Options that collect every value given (argparse's "append" and "extend" actions).
+LIST_ACTIONS = (argparse._AppendAction, argparse._ExtendAction)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse, reading `name=value` tokens as `--name value` and refusing a single-valued
+    option given twice."""
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        tokens = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(self._as_options(tokens), namespace)
+
+    def _as_options(self, tokens: list[str]) -> list[str]:
+        options = self._option_string_actions
+        result: list[str] = []
+        expects_value = False
+        for token in tokens:
+            name, separator, value = token.partition("=")
+            option = "--" + name.replace("_", "-")
+            if separator and not expects_value and not token.startswith("-") and option in options:
+                result += [option, value]
+                expects_value = False
+                continue
+            result.append(token)
+            action = options.get(token)
+            expects_value = action is not None and action.nargs != 0
+        self._refuse_repeats(result)
+        return result
+
+    def _refuse_repeats(self, tokens: list[str]) -> None:
+        seen: set[str] = set()
+        for token in tokens:
+            action = self._option_string_actions.get(token)
+            if action is None or isinstance(action, LIST_ACTIONS):
+                continue
+            if action.dest in seen:
+                self.error(f"{token} is given twice; give it once")
+            seen.add(action.dest)
+
+
+def size(text: str) -> tuple[int, int]:
+    """An argparse `type` for input sizes (`HxW`)."""
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"

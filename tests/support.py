@@ -1,0 +1,119 @@
+"""What many tests share: the tiny architecture and data sizes, the tiny-budget overrides, and
+one way to run a real command in a subprocess (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.config import compose_option
+from experiments.training.trainer import TrainerConfig
+from search_space.spec import ArchSpec
+
+REPO = Path(__file__).parents[1]
+
+# The small synthetic set the tests that train share (generated once a session, conftest.py).
+SMALL = {"n_train": 24, "n_val": 6, "height": 64, "width": 128, "seed": 0}
+INPUT_SIZE = (64, 128)
+
+# The smallest architecture worth timing or deploying in a test: one narrow, shallow tower.
+TINY = ArchSpec(
+    widths=(8, 16, 32),
+    depths=(1, 1, 1),
+    stem_channels=4,
+    towers=1,
+    fc_hidden=8,
+    decoder_high_level=False,
+    decoder_low_level=False,
+    input_size=(32, 48),
+)
+
+
+def tiny_budget(root: Path, tmp_path: Path) -> list[str]:
+    """Hydra overrides that make a study or an ablation run in seconds on the small set, with
+    everything it writes under `tmp_path` (storage `tmp_path/studies.db`)."""
+    return [
+        f"dataset.root={root}", *(f"dataset.{key}={value}" for key, value in SMALL.items()),
+        f"dataset.input_size={INPUT_SIZE[0]}x{INPUT_SIZE[1]}",
+        "trainer.steps=4", "trainer.eval_every=2", "trainer.batch_size=2",
+        "trainer.eval_batch_size=6", "trainer.num_workers=0", "trainer.warmup_steps=1",
+        "trainer.progress=false", f"storage.url=sqlite:///{tmp_path}/studies.db",
+        f"output_dir={tmp_path}/outputs", "tracking=none", "study.threads_per_worker=1",
+    ]  # fmt: skip
+
+
+def command(module: str, *arguments: str) -> list[str]:
+    return [sys.executable, "-m", module, *arguments]
+
+
+def run_command(
+    module: str, *arguments: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m module arguments...` from the repository root, as a user types it; wandb
+    disabled and one thread unless `env` says otherwise. The caller checks the exit code."""
+    return run_process(command(module, *arguments), timeout=timeout, env=env)
+
+
+def run_process(
+    argv: list[str], *, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Any program (torchrun, `python -c`) the way `run_command` runs a module."""
+    return subprocess.run(
+        argv,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=command_env(env),
+    )
+
+
+def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **(extra or {})}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` every 0.2 s until it holds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def trainer_config(**overrides: Any) -> TrainerConfig:
+    """The demo recipe (`conf/trainer/demo.yaml`) with `overrides`: the defaults in conf/."""
+    return TrainerConfig.from_dict({**compose_option("trainer", "demo"), **overrides})
+
+
+def exit_code(main: Callable[[list[str]], int], arguments: list[str]) -> int:
+    """A command's exit status, run in-process: its return value, or argparse's `SystemExit`."""
+    try:
+        return main(arguments)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(main: Callable[[list[str]], int], arguments: list[str]) -> Outcome:
+    """A command's `main` run in-process, with what it printed: its error paths without the
+    cost of a new interpreter."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = exit_code(main, arguments)
+    return Outcome(code, out.getvalue(), err.getvalue())
