@@ -34,6 +34,14 @@ def checked_section(
     return dict(values)
 
 
+def check_at_least(settings: object, section: str, names: Sequence[str], minimum: int) -> None:
+    """Each named field of `settings` is at least `minimum`; the error names `section.field`."""
+    for name in names:
+        value = getattr(settings, name)
+        if value < minimum:
+            raise ValueError(f"{section}.{name} must be >= {minimum}, got {value}")
+
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.record import objective_directions, objective_names
-from experiments.config import checked_section
+from experiments.config import check_at_least, checked_section
 from experiments.study.early_stopping import EarlyStoppingConfig
 from search_space.arch_source import parse_size
 from search_space.deploy import DTYPES
@@ -56,9 +56,7 @@ class StudySettings:
     early_stopping: EarlyStoppingConfig
 
     def __post_init__(self) -> None:
-        for field in ("n_trials", "n_workers", "max_failed_trials"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"study.{field} must be >= 1, got {getattr(self, field)}")
+        check_at_least(self, "study", ("n_trials", "n_workers", "max_failed_trials"), 1)
         if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
             raise ValueError(f"study.latency_budget_ms must be > 0, got {self.latency_budget_ms}")
 

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from experiments.config import checked_section
+from experiments.config import check_at_least, checked_section
 from experiments.training.evaluation import autocast_for, eval_loader, evaluate
 from experiments.training.losses import LossConfig, SegmentationLoss
 from experiments.training.metrics import SegmentationScores
@@ -66,12 +66,9 @@ class TrainerConfig:
     loss: LossConfig
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_every", "num_workers", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, "trainer", ("steps", "batch_size", "eval_batch_size"), 1)
+        non_negative = ("warmup_steps", "eval_every", "num_workers", "checkpoint_every")
+        check_at_least(self, "trainer", non_negative, 0)
         if self.lr <= 0:
             raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
 
