@@ -56,9 +56,11 @@ class TrialKey:
     WALL_SECONDS: Final = "wall_seconds"  # the whole trial, evaluations included
     IMAGES_PER_SECOND: Final = "images_per_second"
     PER_CLASS_IOU: Final = "per_class_iou"  # percent, None where a class never occurred
-    # Why it did not finish.
-    FAIL_REASON: Final = "fail_reason"  # "<ExceptionType>: <message>"
+    # Why it did not finish, and what stands in for what.
+    FAIL_REASON: Final = "fail_reason"  # "<ExceptionType>: <message>" or "interrupted by SIGINT"
     PRUNE_REASON: Final = "prune_reason"
+    RETRY_OF: Final = "retry_of"  # the number of the interrupted trial this one runs again
+    DUPLICATE_OF: Final = "duplicate_of"  # the finished trial whose result this one reuses
 
 
 class Constraint:
@@ -83,7 +85,8 @@ class StudyKey:
     GMADDS_BUDGET: Final = "gmadds_budget"
     TRAINER: Final = "trainer"  # the per-trial training recipe
     VERSIONS: Final = "versions"  # python, torch, optuna, git commit at creation
-    CONFIG: Final = "config"  # the whole composed configuration
+    CONFIG: Final = "config"  # the whole composed configuration, passwords masked
+    DEFINITION: Final = "definition"  # the settings a resume must not change (flat, dotted)
     INITIALISED: Final = "initialised"  # set last: the first trials are enqueued
 
 

@@ -171,12 +171,12 @@ def test_two_workers_share_one_storage(synthetic_root: Path, tmp_path: Path) -> 
 
 def test_killed_worker_trial_is_failed_and_retried(synthetic_root: Path, tmp_path: Path) -> None:
     heartbeat = ("storage.heartbeat_interval=1", "storage.grace_period=3")
-    overrides = ("study.n_trials=2", "study.reference_designs=[]", *heartbeat)
+    # Trials of a few seconds (latency, then 40 steps): killed mid-trial, retried quickly.
+    overrides = ("study.n_trials=2", "study.reference_designs=[]", "trainer.steps=40", *heartbeat)
     process = subprocess.Popen(
         command(
             "experiments.search",
-            # Long enough to be killed mid-trial whatever the machine's speed.
-            *search_arguments(synthetic_root, tmp_path, *overrides, "trainer.steps=20000"),
+            *search_arguments(synthetic_root, tmp_path, *overrides),
         ),
         cwd=REPO,
         env=command_env(),

@@ -9,9 +9,11 @@ storage. Re-running the same command resumes: `study.n_trials` is the number of 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
+import socket
 import sys
 import time
 import warnings
@@ -28,14 +30,17 @@ from optuna.trial import TrialState
 
 from analysis.ablation import ablation_table, format_ablation
 from analysis.load import load_trials
-from analysis.record import KIND_ABLATION, StudyKey, TrialKey
+from analysis.record import KIND_ABLATION, StudyKey
 from analysis.report import NoFinishedTrialsError, format_front, write_report
 from experiments.data import CityscapesDataset, DatasetError
 from experiments.data.from_config import build_datasets
+from experiments.study.identity import StudyMismatchError, check_definition, study_definition
+from experiments.study.interrupts import Interrupted, pass_on_signals, stop_on_signals
+from experiments.study.progress import count_trials, progress_line
 from experiments.study.proposers import AblationProposer, Proposer, SpaceProposer
 from experiments.study.samplers import make_sampler
 from experiments.study.settings import StudySettings
-from experiments.study.storage import make_storage
+from experiments.study.storage import make_storage, mask_secrets, masked_config
 from experiments.study.tracking import make_tracker
 from experiments.study.trial import TrialContext, run_trial
 from experiments.training.runtime import Runtime, environment_facts, resolve_device
@@ -74,6 +79,7 @@ class SearchSetup:
     train_set: CityscapesDataset
     val_set: CityscapesDataset
     num_classes: int
+    joined: bool = False  # the study had running trials of another command when this one started
 
 
 def prepare(config: Mapping[str, Any]) -> SearchSetup:
@@ -113,20 +119,24 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
 
 
 def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
+    """The study, created if new, with this worker's sampler (see `sampler_seed`)."""
     config, settings = setup.config, setup.settings
+    storage = make_storage(config["storage"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(
             study_name=settings.name,
-            storage=make_storage(config["storage"]),
-            sampler=make_sampler(setup.sampler_config, settings.seed + worker),
+            storage=storage,
+            sampler=make_sampler(
+                setup.sampler_config, sampler_seed(settings.seed, worker, setup.joined)
+            ),
             directions=settings.directions,
             load_if_exists=True,
         )
         stored = study.metric_names or [f"{len(study.directions)} unnamed"]
         if stored != settings.objective_names:
             if study.metric_names is not None or len(study.directions) != len(settings.directions):
-                raise ValueError(
+                raise StudyMismatchError(
                     f"study '{study.study_name}' is stored with the objectives {stored}; this "
                     f"configuration asks for {settings.objective_names} (see "
                     "study.latency_objective): choose another study.name"
@@ -135,9 +145,49 @@ def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
     return study
 
 
+def sampler_seed(study_seed: int, worker: int, joined: bool) -> int:
+    """`study.seed + worker` for the workers of the command that starts a study, so a study
+    run by one command is repeatable; a command that joins a study other processes are
+    running seeds each worker from its own identity (host, process, worker), so that two
+    commands never propose the same architectures in the same order. (Two commands started
+    in the same second may both seed as starters: a repeated architecture is then not trained
+    twice, see `experiments.study.trial`.)"""
+    if not joined:
+        return study_seed + worker
+    identity = f"{study_seed}/{socket.gethostname()}/{os.getpid()}/{worker}"
+    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "little")
+
+
+def start_study(setup: SearchSetup) -> optuna.Study:
+    """Open or create the study and make it ready to run: its definition stored (or checked
+    against this command's), its first trials enqueued where they have no result, and the
+    trials of dead processes failed (and retried) now, whatever happens next."""
+    study = open_study(setup)
+    definition = study_definition(setup.config, setup.input_size, setup.settings.objective_names)
+    stored = study.user_attrs.get(StudyKey.DEFINITION)
+    if stored is None:
+        study.set_user_attr(StudyKey.DEFINITION, definition)
+    else:
+        check_definition(stored, definition, study.study_name)
+    if running_elsewhere(study):  # another command works on this study: seed apart from it
+        setup.joined = True
+        study.sampler = make_sampler(
+            setup.sampler_config, sampler_seed(setup.settings.seed, 0, True)
+        )
+    initialise_study(study, setup)
+    enqueue_missing_initial_trials(study, setup.proposer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return study
+
+
+def running_elsewhere(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
-    """Describe a new study and enqueue its first trials (the paper's designs, or the
-    ablation's whole grid)."""
+    """Describe a new study (what it is, for the report)."""
     if study.user_attrs.get(StudyKey.INITIALISED):
         return
     config, settings = setup.config, setup.settings
@@ -152,68 +202,34 @@ def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
         StudyKey.GMADDS_BUDGET: settings.gmadds_budget,
         StudyKey.TRAINER: dict(config["trainer"]),
         StudyKey.VERSIONS: {k: facts[k] for k in ("python", "torch", "optuna", "git_commit")},
-        StudyKey.CONFIG: config,
+        StudyKey.CONFIG: masked_config(config),
     }.items():
         study.set_user_attr(key, value)
-    for params, user_attrs in setup.proposer.initial_trials():
-        study.enqueue_trial(params, user_attrs=user_attrs)
     study.set_user_attr(StudyKey.INITIALISED, True)
 
 
-# ------------------------------------------------------------------------------- progress
-@dataclass(frozen=True)
-class Counts:
-    complete: int
-    infeasible: int
-    pruned: int
-    failed: int
-    running: int
-    front: int
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned
-
-
-def count_trials(study: optuna.Study) -> Counts:
-    trials = study.get_trials(deepcopy=False)
-    states = [t.state for t in trials]
-    infeasible = sum(
-        t.state == TrialState.COMPLETE and bool(t.user_attrs.get(TrialKey.INFEASIBLE))
-        for t in trials
-    )
-    complete = states.count(TrialState.COMPLETE)
-    return Counts(
-        complete=complete,
-        infeasible=infeasible,
-        pruned=states.count(TrialState.PRUNED),
-        failed=states.count(TrialState.FAIL),
-        running=states.count(TrialState.RUNNING),
-        front=len(study.best_trials) if complete else 0,
-    )
-
-
-def progress_line(counts: Counts, target: int, started: float, finished_at_start: int) -> str:
-    elapsed = time.monotonic() - started
-    done_here = counts.finished - finished_at_start
-    remaining = max(0, target - counts.finished)
-    eta = f"{elapsed / done_here * remaining:.0f}s" if done_here else "?"
-    return (
-        f"[study] finished {counts.finished}/{target} | feasible "
-        f"{counts.complete - counts.infeasible} | infeasible {counts.infeasible} | pruned "
-        f"{counts.pruned} | failed {counts.failed} | running {counts.running} | front "
-        f"{counts.front} | {elapsed:.0f}s elapsed, ETA {eta}"
-    )
+def enqueue_missing_initial_trials(study: optuna.Study, proposer: Proposer) -> None:
+    """Enqueue each of the proposer's first trials (a paper design, a cell of an ablation's
+    grid) that has no finished, waiting or running trial: one interrupted or failed is run
+    again on resume, one already measured is not measured twice."""
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
+    present = [t.user_attrs for t in study.get_trials(deepcopy=False, states=live)]
+    for params, user_attrs in proposer.initial_trials():
+        if not any(user_attrs.items() <= attrs.items() for attrs in present):
+            study.enqueue_trial(params, user_attrs=user_attrs)
 
 
 # -------------------------------------------------------------------------------- workers
-def run_worker(setup: SearchSetup, worker: int, report_progress: bool) -> None:
+def run_worker(
+    setup: SearchSetup, worker: int, report_progress: bool, study: optuna.Study | None = None
+) -> None:
     """Run trials until the study has `n_trials` finished ones (checked before each trial, so
     N workers overshoot by at most N - 1)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_not_an_interruption)  # once
     config, settings = setup.config, setup.settings
-    study = open_study(setup, worker)
-    device = resolve_device(config.get("device", "auto"))
+    study = study or open_study(setup, worker)
+    device = resolve_device(config["device"])
     if device.type == "cuda" and torch.cuda.device_count() > 1 and device.index is None:
         device = torch.device("cuda", worker % torch.cuda.device_count())
     if settings.threads_per_worker:
@@ -231,22 +247,23 @@ def run_worker(setup: SearchSetup, worker: int, report_progress: bool) -> None:
         tracker=make_tracker(config["tracking"]),
         output_dir=Path(config["output_dir"]) / "studies",
     )
-    started, at_start = time.monotonic(), count_trials(study).finished
+    started, at_start = time.monotonic(), count_trials(study)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if report_progress:
-            print(
-                progress_line(count_trials(study), settings.n_trials, started, at_start), flush=True
-            )
+            counts = count_trials(study)
+            print(progress_line(counts, settings.n_trials, started, at_start.finished), flush=True)
 
     while True:
         counts = count_trials(study)
         if counts.finished >= settings.n_trials:
             return
-        if counts.failed >= settings.max_failed_trials:
+        # Failures of this command: a resumed study is not refused for old ones.
+        if counts.failed - at_start.failed >= settings.max_failed_trials:
             raise StudyAborted(
-                f"{counts.failed} trials failed (study.max_failed_trials="
-                f"{settings.max_failed_trials}); see their fail_reason attributes"
+                f"{counts.failed - at_start.failed} trials failed since this command started "
+                f"(study.max_failed_trials={settings.max_failed_trials}); see their "
+                "fail_reason in the report"
             )
         study.optimize(
             lambda trial: run_trial(trial, context),
@@ -256,12 +273,18 @@ def run_worker(setup: SearchSetup, worker: int, report_progress: bool) -> None:
         )
 
 
-def _worker_process(config: dict[str, Any], worker: int) -> None:
-    run_worker(prepare(config), worker, report_progress=False)
+def _worker_process(config: dict[str, Any], worker: int, joined: bool) -> None:
+    try:
+        with stop_on_signals():
+            setup = replace(prepare(config), joined=joined)
+            run_worker(setup, worker, report_progress=False)
+    except Interrupted as stop:
+        sys.exit(stop.exit_code)
 
 
 def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
-    """N worker processes on the storage; this process only reports progress."""
+    """N worker processes on the storage; this process reports progress and passes a stop
+    signal on to them, then waits for them to fail their running trials and exit."""
     settings = setup.settings
     context = multiprocessing.get_context("spawn")
     config = dict(setup.config)
@@ -272,28 +295,38 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
         or max(1, (os.cpu_count() or 1) // settings.n_workers),
     }
     workers = [
-        context.Process(target=_worker_process, args=(config, index), daemon=False)
+        context.Process(target=_worker_process, args=(config, index, setup.joined), daemon=False)
         for index in range(settings.n_workers)
     ]
-    for process in workers:
-        process.start()
+
+    def forward(signum: int) -> None:
+        for process in workers:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
     started, at_start, last = time.monotonic(), count_trials(study).finished, None
-    while any(process.is_alive() for process in workers):
-        time.sleep(2.0)
-        line = progress_line(count_trials(study), settings.n_trials, started, at_start)
-        if line.split("|")[:6] != (last or "").split("|")[:6]:
-            print(line, flush=True)
-            last = line
+    with pass_on_signals(forward) as received:
+        for process in workers:
+            process.start()
+        while any(process.is_alive() for process in workers):
+            time.sleep(1.0)
+            line = progress_line(count_trials(study), settings.n_trials, started, at_start)
+            if line.split("|")[:6] != (last or "").split("|")[:6]:
+                print(line, flush=True)
+                last = line
+    if received:  # the workers have failed their trials and exited
+        raise Interrupted(received[0])
     codes = [process.exitcode for process in workers]
     if any(codes):
-        raise StudyAborted(f"worker processes exited with codes {codes}")
+        # A worker killed mid-trial leaves it RUNNING: its heartbeat goes stale and the next
+        # start fails and retries it. The study stands or falls by its target, not by that.
+        print(f"[study] worker processes exited with codes {codes}", file=sys.stderr)
+        if count_trials(study).finished < settings.n_trials:
+            raise StudyAborted(f"worker processes exited with codes {codes} before the target")
 
 
 # ----------------------------------------------------------------------------------- main
-def search(config: dict[str, Any]) -> optuna.Study:
-    setup = prepare(config)
-    study = open_study(setup)
-    initialise_study(study, setup)
+def run_study(setup: SearchSetup, study: optuna.Study) -> None:
     counts = count_trials(study)
     print(
         f"study '{setup.settings.name}': {counts.finished} finished trials stored, target "
@@ -301,9 +334,18 @@ def search(config: dict[str, Any]) -> optuna.Study:
         flush=True,
     )
     if setup.settings.n_workers == 1:
-        run_worker(setup, 0, report_progress=True)
+        with stop_on_signals():
+            run_worker(setup, 0, report_progress=True, study=study)
     else:
         run_parallel(setup, study)
+
+
+def search(config: dict[str, Any]) -> optuna.Study:
+    """Prepare, start and run a study to its target (what the command does, without its exit
+    codes and report)."""
+    setup = prepare(config)
+    study = start_study(setup)
+    run_study(setup, study)
     return study
 
 
@@ -323,15 +365,50 @@ def summarise(study: optuna.Study, output_dir: Path) -> None:
 
 
 def run_command(cfg: DictConfig) -> None:
-    """The body of `experiments.search` and `experiments.ablate`: run, then report."""
+    """The body of `experiments.search` and `experiments.ablate`: run, then report. Exit
+    codes: 0 done, 1 stopped by failing trials, 2 a configuration error (nothing ran), 128 +
+    the signal's number when interrupted (the report of what finished is written)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        study = search(config)
+        setup = prepare(config)
+        check_writable(Path(config["output_dir"]) / "reports" / setup.settings.name)
+        study = start_study(setup)
     except CONFIG_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(error))}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as stop:
+        sys.exit(stop.exit_code)
+    try:
+        run_study(setup, study)
+    except Interrupted as stop:
+        print(
+            f"\ninterrupted by {stop.signal_name}: the running trial is failed and enqueued "
+            "again; run the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        summarise(study, Path(config["output_dir"]))
+        sys.exit(stop.exit_code)
     except StudyAborted as error:
         print(f"study stopped: {error}", file=sys.stderr)
+        summarise(study, Path(config["output_dir"]))
         sys.exit(1)
     summarise(study, Path(config["output_dir"]))
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, not after the whole study, when the report could not be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write the report to {folder}: {error.strerror}") from None
+
+
+def _not_an_interruption(record: logging.LogRecord) -> bool:
+    """Optuna logs a failed trial with its traceback; an interrupted one needs none (its
+    reason is recorded, and the command says what happened in one line)."""
+    return not (record.exc_info and isinstance(record.exc_info[1], Interrupted))

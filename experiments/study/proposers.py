@@ -116,7 +116,7 @@ class AblationProposer:
     def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         # Seed-major: an interrupted ablation has every variant at the first seeds.
         return [
-            ({"variant": variant, "seed": seed}, {TrialKey.VARIANT: variant})
+            ({"variant": variant, "seed": seed}, {TrialKey.VARIANT: variant, TrialKey.SEED: seed})
             for seed in self.seeds
             for variant in self.variants
         ]

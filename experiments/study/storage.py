@@ -1,42 +1,130 @@
-"""The Optuna storage a config names (`conf/storage/*.yaml`)."""
+"""The Optuna storage a config names (`conf/storage/*.yaml`), opened safely.
+
+- Creation is safe when raced: two commands started together on a new database both try to
+  create its tables; the loser retries and finds them.
+- Errors are one line that names the problem (a malformed URL, a missing driver, an unreachable
+  server, a file that is not a database), with the URL's password masked: a storage URL is
+  never printed or stored with its password (`mask_secrets`, `masked_config`).
+"""
 
 from __future__ import annotations
 
+import re
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
+
+# user:password@ in any URL; the password is whatever lies between the first ':' and the '@'.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):[^@\s]*@")
+_CREATION_ATTEMPTS = 5
+
+
+class StorageError(ValueError):
+    """The storage cannot be opened; the message says why, without the password."""
+
+
+def mask_secrets(text: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`, wherever a URL
+    stands in `text`."""
+    return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with every string's URL passwords masked: what may be stored or logged."""
+    return {key: _masked(value) for key, value in config.items()}
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, Mapping):
+        return masked_config(value)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
 
 
 def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
     """RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose process died is
     failed after `grace_period` seconds and retried up to `max_retry` times. Journal files have
     no heartbeats (Optuna's limitation): a crashed trial stays RUNNING there."""
-    kind = config.get("kind")
+    kind = config["kind"]
     if kind == "journal":
         path = Path(config["path"])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if kind != "rdb":
-        raise ValueError(f"storage.kind must be 'rdb' or 'journal', got {kind!r}")
+        raise StorageError(f"storage.kind must be 'rdb' or 'journal', got {kind!r}")
     url = str(config["url"])
+    shown = mask_secrets(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(
+            f"storage.url {shown!r} is not a database URL (expected e.g. "
+            "sqlite:///outputs/studies.db or postgresql://USER:PASSWORD@HOST:5432/DB)"
+        ) from None
     engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if backend == "sqlite":
+        database = make_url(url).database
+        if database:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         # Several worker processes share one file: wait for the lock instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=int(config["heartbeat_interval"]),
-            grace_period=int(config["grace_period"]),
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                max_retry=int(config["max_retry"])
-            ),
-        )
+    else:
+        # An unreachable server fails in seconds, not after the driver's default minutes.
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}}
+    for attempt in range(_CREATION_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=int(config["heartbeat_interval"]),
+                    grace_period=int(config["grace_period"]),
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=int(config["max_retry"])
+                    ),
+                )
+        except sqlalchemy.exc.NoSuchModuleError:
+            raise StorageError(
+                f"storage.url {shown!r}: SQLAlchemy knows no database {backend!r} (PostgreSQL "
+                "is postgresql://USER:PASSWORD@HOST:5432/DB)"
+            ) from None
+        except ImportError as error:  # Optuna wraps the driver's ModuleNotFoundError
+            missing = getattr(error.__cause__, "name", None) or backend
+            raise StorageError(
+                f"storage.url {shown!r} needs the database driver {missing!r}: "
+                "pip install -e '.[postgres]' (PostgreSQL) or the driver of your database"
+            ) from None
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
+            if _creation_race(error) and attempt + 1 < _CREATION_ATTEMPTS:
+                time.sleep(0.2 * (attempt + 1))  # the other process is creating the tables
+                continue
+            raise StorageError(
+                f"cannot open the storage {shown}: {mask_secrets(_first_line(error))}"
+            ) from None
+        except sqlalchemy.exc.DatabaseError as error:
+            raise StorageError(
+                f"cannot open the storage {shown}: {mask_secrets(_first_line(error))} "
+                "(is it an Optuna database?)"
+            ) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _creation_race(error: sqlalchemy.exc.DBAPIError) -> bool:
+    text = str(error.orig)
+    return "already exists" in text or "UNIQUE constraint failed: alembic_version" in text
+
+
+def _first_line(error: sqlalchemy.exc.DBAPIError) -> str:
+    return str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]

@@ -14,10 +14,12 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
 from analysis.record import GMADDS, MIOU, Constraint, TrialKey
 from experiments.data import CityscapesDataset
 from experiments.study.early_stopping import MultiObjectiveStopper
+from experiments.study.interrupts import Interrupted
 from experiments.study.proposers import Proposer
 from experiments.study.settings import LatencyMeasurement, StudySettings
 from experiments.study.tracking import TrialTracker
@@ -46,19 +48,34 @@ class TrialContext:
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     """The objective. Any error is recorded on the trial (`fail_reason`) before Optuna
-    stores it as FAIL and the study goes on."""
+    stores it as FAIL and the study goes on; an interrupted trial is also enqueued again, as
+    Optuna's heartbeat retry does for a trial whose process died."""
     try:
         return _run_trial(trial, context)
     except optuna.TrialPruned:
+        raise
+    except Interrupted as stop:
+        trial.set_user_attr(TrialKey.FAIL_REASON, str(stop))
+        kept = {k: v for k, v in trial.user_attrs.items() if k in _IDENTIFYING}
+        trial.study.enqueue_trial(
+            trial.params, user_attrs={**kept, TrialKey.RETRY_OF: trial.number}
+        )
         raise
     except Exception as error:
         trial.set_user_attr(TrialKey.FAIL_REASON, f"{type(error).__name__}: {error}")
         raise
 
 
+# What makes an enqueued trial the one it stands for (a paper design, an ablation's cell).
+_IDENTIFYING = (TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED)
+
+
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     settings = context.settings
     spec, seed = context.proposer.propose(trial)
+    twin = _finished_twin(trial, spec, seed)
+    if twin is not None:
+        return _reuse(trial, twin)
     cost = count_madds(spec, context.num_classes)
     attrs: dict[str, Any] = {
         TrialKey.SPEC: spec.to_dict(),
@@ -107,6 +124,29 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         trial.set_user_attr(key, value)
     tracker.log({MIOU: miou, GMADDS: cost.gmadds})
     return miou, *values
+
+
+def _finished_twin(trial: optuna.Trial, spec: ArchSpec, seed: int) -> FrozenTrial | None:
+    """A finished trial of the same architecture and training seed: its result stands, and
+    training it again would only spend the budget twice (samplers do propose a point twice,
+    and two commands started together may propose the same one)."""
+    genes = spec.to_dict()
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = other.user_attrs
+        if attrs.get(TrialKey.SPEC) == genes and attrs.get(TrialKey.SEED) == seed:
+            return other
+    return None
+
+
+def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> tuple[float, ...]:
+    for key, value in twin.user_attrs.items():
+        if key not in _IDENTIFYING or key == TrialKey.SEED:
+            trial.set_user_attr(key, value)
+    for name, value in twin.constraints.items():
+        trial.set_constraint(name, value)
+    trial.set_user_attr(TrialKey.DUPLICATE_OF, twin.number)
+    assert twin.values is not None  # COMPLETE
+    return tuple(twin.values)
 
 
 def _measure_latency(

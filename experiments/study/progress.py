@@ -1,0 +1,56 @@
+"""The study's progress: trial counts by outcome, and the line printed after every trial."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from analysis.record import TrialKey
+
+
+@dataclass(frozen=True)
+class Counts:
+    complete: int
+    infeasible: int
+    pruned: int
+    failed: int
+    running: int
+    front: int
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def count_trials(study: optuna.Study) -> Counts:
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    infeasible = sum(
+        t.state == TrialState.COMPLETE and bool(t.user_attrs.get(TrialKey.INFEASIBLE))
+        for t in trials
+    )
+    complete = states.count(TrialState.COMPLETE)
+    return Counts(
+        complete=complete,
+        infeasible=infeasible,
+        pruned=states.count(TrialState.PRUNED),
+        failed=states.count(TrialState.FAIL),
+        running=states.count(TrialState.RUNNING),
+        front=len(study.best_trials) if complete else 0,
+    )
+
+
+def progress_line(counts: Counts, target: int, started: float, finished_at_start: int) -> str:
+    elapsed = time.monotonic() - started
+    done_here = counts.finished - finished_at_start
+    remaining = max(0, target - counts.finished)
+    eta = f"{elapsed / done_here * remaining:.0f}s" if done_here else "?"
+    return (
+        f"[study] finished {counts.finished}/{target} | feasible "
+        f"{counts.complete - counts.infeasible} | infeasible {counts.infeasible} | pruned "
+        f"{counts.pruned} | failed {counts.failed} | running {counts.running} | front "
+        f"{counts.front} | {elapsed:.0f}s elapsed, ETA {eta}"
+    )

@@ -1,0 +1,236 @@
+"""Nothing lost, nothing mixed, nothing leaked: a study under signals, changed settings, two
+commands at once, bad storages and secrets. Real processes and signals, real SQLite files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from analysis.record import StudyKey, TrialKey
+from experiments.config import compose_config
+from experiments.study.driver import prepare, sampler_seed, search, start_study
+from experiments.study.identity import StudyMismatchError
+from experiments.study.storage import StorageError, make_storage, mask_secrets
+from tests.support import REPO, command, command_env, run_command, tiny_budget, wait_until
+
+
+def tiny_config(root: Path, tmp_path: Path, *overrides: str) -> dict:
+    return compose_config(
+        "search",
+        ["+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=2",
+         "study.latency.measure=false", *overrides],
+    )  # fmt: skip
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/studies.db")
+
+
+def any_running(tmp_path: Path) -> bool:
+    """Read-only, with sqlite3: an Optuna storage would create the tables, racing the command."""
+    try:
+        with sqlite3.connect(f"file:{tmp_path}/studies.db?mode=ro", uri=True) as connection:
+            query = "SELECT count(*) FROM trials WHERE state = 'RUNNING'"
+            return connection.execute(query).fetchone()[0] > 0
+    except sqlite3.OperationalError:
+        return False
+
+
+def group_gone(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# ------------------------------------------------------------------------------- signals
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_signal_fails_the_running_trial_which_is_retried_on_resume(
+    synthetic_root: Path, tmp_path: Path, signum: int, code: int, workers: int
+) -> None:
+    arguments = [
+        "+study=demo", *tiny_budget(synthetic_root, tmp_path), "study.name=tiny",
+        "study.n_trials=3", "study.latency.measure=false", f"study.n_workers={workers}",
+        "study.reference_designs=[xception_b]",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command("experiments.search", *arguments, "trainer.steps=20000"),
+        cwd=REPO,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the group holds the workers: none may outlive the command
+    )
+    wait_until(lambda: any_running(tmp_path), timeout=120, what="a trial to start")
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr[-3000:]
+    assert "Traceback" not in stderr and "Traceback" not in stdout
+    assert f"interrupted by {signal.Signals(signum).name}" in stderr
+    # No orphaned worker trains on (the group also holds multiprocessing's resource tracker,
+    # which leaves a moment after the command).
+    wait_until(lambda: group_gone(process.pid), timeout=10, what="the command's processes to end")
+    trials = load(tmp_path).get_trials()
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert interrupted and all(
+        t.user_attrs[TrialKey.FAIL_REASON] == f"interrupted by {signal.Signals(signum).name}"
+        for t in interrupted
+    )
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    retries = {t.user_attrs.get(TrialKey.RETRY_OF) for t in trials if t.state == TrialState.WAITING}
+    assert {t.number for t in interrupted} <= retries
+
+
+@pytest.mark.slow
+def test_an_interrupted_reference_design_is_measured_once_in_the_end(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(synthetic_root, tmp_path, "study.reference_designs=[xception_b]")
+    setup = prepare(config)
+    study = start_study(setup)
+    (reference,) = study.get_trials(states=(TrialState.WAITING,))
+    # What an interrupted first trial leaves: the reference failed, no retry enqueued yet.
+    with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize(), on purpose
+        trial = study.ask()
+    assert trial.number == reference.number
+    study.tell(trial, state=TrialState.FAIL)
+    search(config)
+    trials = load(tmp_path).get_trials()
+    measured = [
+        t for t in trials
+        if t.state == TrialState.COMPLETE and t.user_attrs.get(TrialKey.REFERENCE) == "xception_b"
+    ]  # fmt: skip
+    assert len(measured) == 1
+
+
+# ------------------------------------------------------------------------- what defines it
+def test_a_resume_with_changed_settings_is_refused_before_any_work(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    start_study(prepare(tiny_config(synthetic_root, tmp_path)))
+    changed = tiny_config(
+        synthetic_root, tmp_path, "space=heads", "trainer.steps=5", "sampler=random"
+    )
+    with pytest.raises(StudyMismatchError) as error:
+        start_study(prepare(changed))
+    message = str(error.value)
+    assert "trainer.steps: stored 4, now 5" in message
+    assert "space.name: stored 'dfanet', now 'heads'" in message
+    assert "sampler.name: stored 'tpe', now 'random'" in message
+    assert "study.name=NEW_NAME" in message
+    assert len(load(tmp_path).get_trials()) == 2  # the enqueued DFANet A and B, untouched
+    # What may change does not count: more trials, more workers, another output folder.
+    allowed = tiny_config(
+        synthetic_root, tmp_path, "study.n_trials=5", "study.n_workers=2", "tracking=wandb"
+    )
+    start_study(prepare(allowed))
+
+
+def test_the_stored_config_masks_passwords(synthetic_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(synthetic_root, tmp_path, "+notes=postgresql://ann:s3cret@db:5432/x")
+    study = start_study(prepare(config))
+    stored = str(study.user_attrs[StudyKey.CONFIG]) + str(study.user_attrs[StudyKey.DEFINITION])
+    assert "s3cret" not in stored and "postgresql://ann:***@db:5432/x" in stored
+
+
+# ----------------------------------------------------------------- two commands, one study
+def test_sampler_seeds_are_repeatable_for_a_starter_and_distinct_for_a_joiner() -> None:
+    assert [sampler_seed(7, worker, joined=False) for worker in (0, 1)] == [7, 8]
+    joiner = {sampler_seed(7, worker, joined=True) for worker in range(4)}
+    assert len(joiner) == 4 and not joiner & {7, 8, 9, 10}
+
+
+@pytest.mark.slow
+def test_an_architecture_proposed_twice_is_trained_once(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(synthetic_root, tmp_path, "study.reference_designs=[xception_b]")
+    setup = prepare(config)
+    study = start_study(setup)
+    ((params, _),) = setup.proposer.initial_trials()
+    study.enqueue_trial(params)  # the same architecture, as a second command would propose it
+    search(config)
+    first, second = load(tmp_path).get_trials()[:2]
+    assert second.user_attrs[TrialKey.DUPLICATE_OF] == first.number
+    assert second.values == first.values
+    assert second.user_attrs[TrialKey.CURVE] == first.user_attrs[TrialKey.CURVE]
+
+
+def _open(url: str) -> None:
+    make_storage(
+        {"kind": "rdb", "url": url, "heartbeat_interval": 10, "grace_period": 30, "max_retry": 1}
+    )
+
+
+def test_storage_creation_is_safe_when_raced(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path}/race{attempt}.db"
+        with context.Pool(4) as pool:
+            pool.map(_open, [url] * 4)  # raises in the parent if any process failed
+        assert optuna.get_all_study_names(url) == []
+
+
+# ---------------------------------------------------------------- bad storages and secrets
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://ann:s3cret@127.0.0.1:9/db", "needs the database driver"),
+        ("postgres://ann:s3cret@127.0.0.1:9/db", "SQLAlchemy knows no database 'postgres'"),
+        ("not a url", "is not a database URL"),
+    ],
+)
+def test_a_bad_storage_url_is_one_line_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(StorageError) as error:
+        _open(url)
+    assert message in str(error.value) and "s3cret" not in str(error.value)
+
+
+def test_a_corrupt_sqlite_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "studies.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError, match="is it an Optuna database"):
+        _open(f"sqlite:///{path}")
+
+
+@pytest.mark.slow
+def test_the_command_masks_the_password_and_exits_2(synthetic_root: Path, tmp_path: Path) -> None:
+    result = run_command(
+        "experiments.search", "+study=demo", *tiny_budget(synthetic_root, tmp_path),
+        "storage=postgres", "storage.url=postgresql://ann:s3cret@127.0.0.1:9/db",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "s3cret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 3
+
+
+def test_an_unwritable_report_folder_fails_at_start(synthetic_root: Path, tmp_path: Path) -> None:
+    # A file where the reports folder should be: as unwritable as a read-only folder, even to
+    # root (who may write into a read-only one).
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "reports").write_text("")
+    result = run_command(
+        "experiments.search", "+study=demo", *tiny_budget(synthetic_root, tmp_path)
+    )
+    assert result.returncode == 2
+    assert "cannot write the report" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_mask_secrets_in_any_text() -> None:
+    text = "could not open postgresql+psycopg://u:pa%40ss@h:5432/d; sqlite:///a.db"
+    assert (
+        mask_secrets(text) == "could not open postgresql+psycopg://u:***@h:5432/d; sqlite:///a.db"
+    )
