@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.data import (
@@ -31,11 +32,20 @@ from search_space.arch_source import parse_size
 from search_space.spec import SpecError
 
 
-def score_checkpoint(cfg: DictConfig) -> tuple[SegmentationScores, dict[str, Any]]:
+def score_checkpoint(
+    cfg: DictConfig, dataset_chosen: bool
+) -> tuple[SegmentationScores, dict[str, Any]]:
+    """`dataset_chosen`: the command line named a dataset; otherwise the checkpoint's own (the
+    data it was trained on) is used, when it recorded one."""
     runtime = init_runtime(cfg.device)
-    model = load_checkpoint(Path(cfg.checkpoint)).to(runtime.device)
+    checkpoint = load_checkpoint(Path(cfg.checkpoint))
+    model = checkpoint.model.to(runtime.device)
     input_size = parse_size(cfg.input_size) if cfg.input_size else model.spec.input_size
-    dataset_config: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
+    dataset_config: dict[str, Any] = (
+        OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
+        if dataset_chosen or checkpoint.dataset is None
+        else checkpoint.dataset
+    )
     dataset = CityscapesDataset(
         dataset_root(dataset_config), cfg.split, EvalTransform(input_size=input_size)
     )
@@ -50,6 +60,7 @@ def score_checkpoint(cfg: DictConfig) -> tuple[SegmentationScores, dict[str, Any
     )
     summary = {
         "checkpoint": str(cfg.checkpoint),
+        "dataset": {key: dataset_config.get(key) for key in ("name", "root")},
         "split": cfg.split,
         "images": len(dataset),
         "input_size": list(input_size),
@@ -63,16 +74,29 @@ def score_checkpoint(cfg: DictConfig) -> tuple[SegmentationScores, dict[str, Any
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    chosen = any(
+        override.split("=")[0].lstrip("+~").split(".")[0] == "dataset"
+        for override in HydraConfig.get().overrides.task
+    )
     try:
-        scores, summary = score_checkpoint(cfg)
+        scores, summary = score_checkpoint(cfg, dataset_chosen=chosen)
     except (ValueError, SpecError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     if summary["world_size"] > 1 and torch.distributed.get_rank() != 0:
         return
+    dataset = f"{summary['dataset']['name']} ({summary['dataset']['root'] or 'built-in'})"
+    if scores.labelled_pixels == 0:
+        exported = f"; predictions written to {cfg.export_dir}" if cfg.export_dir else ""
+        print(
+            f"error: the {cfg.split} split of {dataset} has no labelled pixels (Cityscapes "
+            f"withholds its test labels): no mIoU{exported}",
+            file=sys.stderr,
+        )
+        sys.exit(0 if cfg.export_dir else 2)
     for name, iou in summary["per_class_iou"].items():
         print(f"  {name:<15} {'-' if iou != iou else f'{100 * iou:6.2f}'}")
-    print(f"mIoU {100 * scores.miou:.2f} on {summary['images']} {cfg.split} images")
+    print(f"mIoU {100 * scores.miou:.2f} on {summary['images']} {cfg.split} images of {dataset}")
     output = Path(cfg.checkpoint).with_name(f"evaluation_{cfg.split}.json")
     output.write_text(json.dumps(summary, indent=2))
 

@@ -45,8 +45,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer_config = TrainerConfig.from_dict(
         OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[arg-type]
     )
+    dataset_config: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
     train_set, val_set, num_classes = build_datasets(
-        OmegaConf.to_container(cfg.dataset, resolve=True),  # type: ignore[arg-type]
+        dataset_config,
         input_size=spec.input_size,  # type: ignore[arg-type]
         scale_range=trainer_config.scale_range,
     )
@@ -68,6 +69,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         num_classes=num_classes,
         run_dir=run_dir,
         seed=cfg.seed,
+        dataset=dataset_config,
     )
     if cfg.resume and trainer.resume() and runtime.is_main:
         log.info("resumed from %s at step %d", trainer.checkpoint_path, trainer.step)
@@ -76,6 +78,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metrics = {
         "arch": str(cfg.arch),
         "spec": spec.to_dict(),
+        "dataset": dataset_config,
         "miou": result.scores.miou,
         "per_class_iou": result.scores.per_class_iou,
         "pixel_accuracy": result.scores.pixel_accuracy,

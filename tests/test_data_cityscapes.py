@@ -223,15 +223,43 @@ def test_unreadable_file_is_named_at_index_time(tmp_path, written):
     sample.image_path.write_bytes(b"not a png at all")
     with pytest.raises(DatasetError) as error:
         index_split(tmp_path, sample.split)
-    assert f"Cannot read {sample.image_path}" in str(error.value)
+    assert f"{sample.image_path} is truncated or not a PNG" in str(error.value)
 
 
-def test_truncated_file_is_named_when_loaded(tmp_path, written):
-    """A cut-off PNG passes the header check; decoding it must still name the file."""
+@pytest.mark.parametrize("which", ["image_path", "label_path"])
+def test_truncated_file_is_named_at_index_time(tmp_path, written, which):
+    """A cut-off PNG has a readable header: its missing end chunk gives it away, before any
+    training rather than when the loader first reaches it."""
+    path = getattr(written[0], which)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 20])
+    with Image.open(path) as image:  # what a header check alone sees: nothing wrong
+        assert image.size == (48, 24)
+    with pytest.raises(DatasetError, match=f"{path} is truncated or not a PNG"):
+        index_split(tmp_path, written[0].split)
+
+
+def test_a_truncated_file_that_escaped_indexing_is_named_when_decoded(tmp_path, written):
     sample = written[0]
+    dataset = CityscapesDataset(tmp_path, sample.split)
     data = sample.image_path.read_bytes()
     sample.image_path.write_bytes(data[: len(data) // 2])
-    dataset = CityscapesDataset(tmp_path, sample.split)
     index = [s.id for s in dataset.samples].index(sample.id)
     with pytest.raises(DatasetError, match=f"Cannot decode {sample.image_path}"):
         dataset[index]
+
+
+@pytest.mark.parametrize(
+    ("values", "unknown"),
+    [((7, 250), [250]), ((0, 5, 18, 255), [255])],  # a stray id; a trainIds image (255 = void)
+    ids=["stray-id", "train-ids-image"],
+)
+def test_label_values_outside_the_official_ids_are_named(tmp_path, written, values, unknown):
+    sample = written[0]
+    label = np.array(values, np.uint8)[np.arange(24 * 48).reshape(24, 48) % len(values)]
+    Image.fromarray(label).save(sample.label_path)
+    dataset = CityscapesDataset(tmp_path, sample.split)
+    index = [s.id for s in dataset.samples].index(sample.id)
+    with pytest.raises(DatasetError) as error:
+        dataset[index]
+    assert str(sample.label_path) in str(error.value) and f"values {unknown}" in str(error.value)

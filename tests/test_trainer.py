@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from experiments.config import compose_option
-from experiments.data import NUM_CLASSES, CityscapesDataset, EvalTransform, TrainTransform
+from experiments.data import (
+    NUM_CLASSES,
+    CityscapesDataset,
+    DatasetError,
+    EvalTransform,
+    TrainTransform,
+)
 from experiments.training.metrics import ConfusionMatrix
 from experiments.training.runtime import Runtime
 from experiments.training.trainer import (
@@ -96,6 +105,21 @@ def test_resume_continues_from_the_checkpoint(synthetic_root: Path, tmp_path: Pa
     assert [step for step, _ in result.curve] == [3, 6, 9, 10]
     assert len(result.losses) == 10
     assert not make_trainer(synthetic_root, tmp_path / "empty").resume()
+
+
+def test_the_checkpoint_is_written_before_the_final_evaluation(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A validation file that breaks the last evaluation must not cost the trained weights."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    trainer = make_trainer(root, tmp_path / "run", steps=4, eval_every=0)
+    broken = trainer.val_loader.dataset.samples[0].label  # type: ignore[attr-defined]
+    Image.fromarray(np.full((64, 128), 250, np.uint8)).save(broken)  # not a label id
+    with pytest.raises(DatasetError, match=str(broken)):
+        trainer.fit()
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 4
 
 
 def test_non_finite_loss_stops_with_its_own_error(synthetic_root: Path) -> None:

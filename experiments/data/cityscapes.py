@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from experiments.data.labels import LABEL_ID_TO_TRAIN_ID
+from experiments.data.labels import LABEL_ID_TO_TRAIN_ID, MAX_LABEL_ID
 from experiments.data.transforms import EvalTransform, Transform
 
 ENV_VAR = "CITYSCAPES_DATASET"
@@ -131,8 +131,28 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
         raise DatasetError(f"Cannot read {path}: {error}") from error
 
 
+# Every PNG ends with its IEND chunk (length 0, type, CRC): a download or copy cut short does
+# not, and its header alone reads fine. Reading 12 bytes per file catches it before training.
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _check_complete(path: Path) -> None:
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - len(_PNG_END)))
+        if handle.read() != _PNG_END:
+            raise DatasetError(
+                f"{path} is truncated or not a PNG ({size} bytes, no IEND chunk at the end): "
+                "download or copy it again"
+            )
+
+
 def check_sample(sample: Sample) -> None:
-    """Check headers: an 8-bit RGB image and an 8-bit label ids image of the same size."""
+    """Check both files are whole PNGs (their last chunk) with the right headers: an 8-bit RGB
+    image and an 8-bit label ids image of the same size."""
+    _check_complete(sample.image)
+    _check_complete(sample.label)
     image_size, image_mode = _header(sample.image)
     label_size, label_mode = _header(sample.label)
     if image_mode != IMAGE_MODE:
@@ -166,7 +186,21 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(
             f"{sample.label} has shape {label.shape} but {sample.image} has {image.shape[:2]}"
         )
+    check_label_ids(label, sample.label)
     return image, LABEL_ID_TO_TRAIN_ID[label]
+
+
+def check_label_ids(label_ids: np.ndarray, path: Path) -> None:
+    """Every value must be an official Cityscapes label id (0..33). A stray value, or a
+    trainIds image saved under the labelIds name (255 for void, ids 0..18 meaning other
+    classes), would otherwise be read silently as the wrong classes or ignored."""
+    present = np.flatnonzero(np.bincount(label_ids.ravel(), minlength=256))
+    unknown = [int(value) for value in present if value > MAX_LABEL_ID]
+    if unknown:
+        raise DatasetError(
+            f"{path} holds values {unknown[:10]} that are not Cityscapes label ids (0.."
+            f"{MAX_LABEL_ID}); is it a trainIds or color image saved under the labelIds name?"
+        )
 
 
 class CityscapesDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -56,6 +56,7 @@ def _read_only(table: np.ndarray) -> np.ndarray:
 
 
 LABEL_ID_TO_TRAIN_ID: np.ndarray = _read_only(_label_id_to_train_id())
+MAX_LABEL_ID: int = max(label.id for label in _CITYSCAPES_LABELS)  # 33: ids run 0..33
 TRAIN_ID_TO_LABEL_ID: np.ndarray = _read_only(_train_id_to_label_id())
 LABEL_ID_COLORS: np.ndarray = _read_only(_label_id_colors())
 TRAIN_ID_COLORS: np.ndarray = _read_only(LABEL_ID_COLORS[TRAIN_ID_TO_LABEL_ID[:NUM_CLASSES]])

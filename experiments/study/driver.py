@@ -246,6 +246,7 @@ def run_worker(
         runtime=Runtime(device),
         tracker=make_tracker(config["tracking"]),
         output_dir=Path(config["output_dir"]) / "studies",
+        dataset=config["dataset"],
     )
     started, at_start = time.monotonic(), count_trials(study)
 

@@ -44,6 +44,7 @@ class TrialContext:
     runtime: Runtime
     tracker: TrialTracker
     output_dir: Path
+    dataset: dict[str, Any]  # its config, recorded in each trial's checkpoint
 
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
@@ -217,6 +218,7 @@ def _train(
         run_dir=run_dir if settings.keep_checkpoints else None,
         on_evaluation=on_evaluation,
         seed=seed,
+        dataset=context.dataset,
     )
     try:
         return trainer.fit()

@@ -56,7 +56,10 @@ class ConfusionMatrix:
         total = matrix.sum()
         pixel_accuracy = float(true_positive.sum() / total) if total > 0 else 0.0
         return SegmentationScores(
-            miou=miou, per_class_iou=iou.tolist(), pixel_accuracy=pixel_accuracy
+            miou=miou,
+            per_class_iou=iou.tolist(),
+            pixel_accuracy=pixel_accuracy,
+            labelled_pixels=int(total),
         )
 
 
@@ -65,3 +68,4 @@ class SegmentationScores:
     miou: float  # in [0, 1]
     per_class_iou: list[float]  # NaN where a class is in neither labels nor predictions
     pixel_accuracy: float
+    labelled_pixels: int  # 0: the split has no labels (Cityscapes' test split), no mIoU

@@ -115,13 +115,17 @@ class Trainer:
         run_dir: Path | None = None,
         on_evaluation: Callable[[int, float], None] | None = None,
         seed: int = 0,
+        dataset: Mapping[str, Any] | None = None,
     ) -> None:
+        """`dataset`: the dataset's config, recorded in the checkpoint so that evaluating it
+        later scores it on the data it was trained for."""
         self.config = config
         self.runtime = runtime
         self.num_classes = num_classes
         self.run_dir = run_dir
         self.on_evaluation = on_evaluation
         self.seed = seed
+        self.dataset = dict(dataset) if dataset is not None else None
         cuda = runtime.device.type == "cuda"
         if runtime.distributed and cuda and config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -233,8 +237,9 @@ class Trainer:
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                 self.save_checkpoint()
         bar.close()
+        self.save_checkpoint()  # before evaluating: a bad validation file must not cost the run
         scores = self._evaluate_and_report()
-        self.save_checkpoint()
+        self.save_checkpoint()  # again, with the final point of the curve
         return TrainResult(
             steps=self.step,
             scores=scores,
@@ -305,6 +310,7 @@ class Trainer:
             if isinstance(self.module, SegmentationNet)
             else None,
             "num_classes": self.num_classes,
+            "dataset": self.dataset,
         }
         # Write then rename: a run killed mid-save never leaves a truncated checkpoint.
         partial = path.with_suffix(".partial")
@@ -329,8 +335,15 @@ class Trainer:
         return True
 
 
-def load_checkpoint(path: Path) -> SegmentationNet:
-    """The network a `Trainer` checkpoint holds (it records the spec and number of classes)."""
+@dataclass(frozen=True)
+class Checkpoint:
+    model: SegmentationNet
+    dataset: dict[str, Any] | None  # the config of the data it was trained on, when recorded
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """The network a `Trainer` checkpoint holds (it records the spec and number of classes)
+    and the dataset it was trained on."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -338,4 +351,4 @@ def load_checkpoint(path: Path) -> SegmentationNet:
         raise ValueError(f"{path}: not a checkpoint written by experiments.train (no 'spec')")
     model = build(ArchSpec.from_dict(state["spec"]), int(state["num_classes"]))
     model.load_state_dict(state["model"])
-    return model
+    return Checkpoint(model, state.get("dataset"))
