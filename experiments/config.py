@@ -42,6 +42,18 @@ def check_at_least(settings: object, section: str, names: Sequence[str], minimum
             raise ValueError(f"{section}.{name} must be >= {minimum}, got {value}")
 
 
+def refuse_repeated_overrides(overrides: Sequence[str]) -> None:
+    """Hydra applies the last of two overrides of one key and drops the first without a word;
+    a command line that sets a key twice is refused instead (`HydraConfig.get().overrides.task`
+    of a command)."""
+    keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(
+            f"{', '.join(repeated)} given more than once on the command line; give each once"
+        )
+
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 

@@ -17,6 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.config import refuse_repeated_overrides
 from experiments.data import (
     CLASS_NAMES,
     CityscapesDataset,
@@ -74,11 +75,12 @@ def score_checkpoint(
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    overrides = HydraConfig.get().overrides.task
     chosen = any(
-        override.split("=")[0].lstrip("+~").split(".")[0] == "dataset"
-        for override in HydraConfig.get().overrides.task
+        override.lstrip("+~").split("=")[0].split(".")[0] == "dataset" for override in overrides
     )
     try:
+        refuse_repeated_overrides(overrides)
         scores, summary = score_checkpoint(cfg, dataset_chosen=chosen)
     except (ValueError, SpecError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

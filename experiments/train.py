@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.config import refuse_repeated_overrides
 from experiments.data import DatasetError
 from experiments.data.from_config import build_datasets
 from experiments.training.runtime import environment_facts, init_runtime, seed_everything
@@ -109,6 +111,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     try:
+        refuse_repeated_overrides(HydraConfig.get().overrides.task)
         run(cfg)
     except (ValueError, SpecError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -55,7 +55,14 @@ def resolve_arch(source: str, overrides: Mapping[str, Any] | None = None) -> Arc
 def _spec_from_yaml(path: Path) -> ArchSpec:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such architecture file")
-    genes = yaml.safe_load(path.read_text())
+    try:
+        genes = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ValueError(
+            f"{path}: not valid YAML{line}: {getattr(error, 'problem', error)}"
+        ) from None
     if not isinstance(genes, dict):
         raise ValueError(f"{path}: expected a mapping of gene: value, got {type(genes).__name__}")
     base = genes.pop("base", None)

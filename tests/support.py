@@ -50,6 +50,13 @@ def tiny_budget(root: Path, tmp_path: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def merged(*overrides: str) -> list[str]:
+    """Hydra overrides with each key once, the last value winning: the commands refuse a key
+    given twice, as a user's typo would be."""
+    by_key = {override.split("=", 1)[0]: override for override in overrides}
+    return list(by_key.values())
+
+
 def command(module: str, *arguments: str) -> list[str]:
     return [sys.executable, "-m", module, *arguments]
 

@@ -118,6 +118,14 @@ def test_cli_bad_gene_names_it(tmp_path: Path) -> None:
     assert str(path) in result.stderr and "decoder_chanels" in result.stderr
 
 
+def test_cli_malformed_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("towers: [2\nbase: dfanet_a\n")
+    result = run_cost(str(path))
+    assert result.returncode == 2
+    assert f"{path}: not valid YAML (line 2)" in result.stderr
+
+
 def test_cli_paper_table_lists_every_row() -> None:
     result = run_cost("--paper")
     assert result.returncode == 0, result.stderr

@@ -15,6 +15,7 @@ from PIL import Image
 
 from experiments.data import (
     CityscapesDataset,
+    DatasetError,
     EvalTransform,
     ensure_synthetic_cityscapes,
     index_split,
@@ -153,13 +154,13 @@ def test_an_edit_to_any_module_of_the_generator_changes_the_cache_key(tmp_path, 
 
 def test_a_foreign_folder_is_never_overwritten(tmp_path):
     (tmp_path / "mine.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(DatasetError, match="not empty"):
         ensure_synthetic_cityscapes(tmp_path, n_train=1, n_val=1, height=32, width=64)
     assert (tmp_path / "mine.txt").read_text() == "precious"
 
 
 def test_another_size_in_the_same_root_is_refused(small_set):
-    with pytest.raises(FileExistsError, match="is not a synthetic set with"):
+    with pytest.raises(DatasetError, match="is not a synthetic set with"):
         ensure_synthetic_cityscapes(small_set, **{**SMALL, "height": 32})
 
 

@@ -15,16 +15,24 @@ from optuna.trial import TrialState
 from experiments.config import compose_config
 from experiments.data import DatasetError
 from experiments.study.driver import prepare
-from tests.support import REPO, command, command_env, run_command, tiny_budget, wait_until
+from tests.support import (
+    REPO,
+    command,
+    command_env,
+    merged,
+    run_command,
+    tiny_budget,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def search_arguments(root: Path, tmp_path: Path, *overrides: str) -> list[str]:
-    return [
+    return merged(
         "+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=3",
         "study.reference_designs=[xception_b]", "sampler.n_startup_trials=2", *overrides,
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def run_search(root: Path, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -150,6 +158,16 @@ def test_bad_dataset_root_fails_before_any_work(tmp_path: Path) -> None:
         prepare(config)
     assert f"{tmp_path}/no-such-dir" in str(error.value)
     assert "+study=demo" in str(error.value)
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    result = run_command(
+        "experiments.search", "+study=demo", "trainer.steps=4", "trainer.steps=200",
+        f"output_dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "trainer.steps given more than once" in result.stderr
     assert not (tmp_path / "studies.db").exists()
 
 

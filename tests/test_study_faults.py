@@ -19,14 +19,22 @@ from experiments.config import compose_config
 from experiments.study.driver import prepare, sampler_seed, search, start_study
 from experiments.study.identity import StudyMismatchError
 from experiments.study.storage import StorageError, make_storage, mask_secrets
-from tests.support import REPO, command, command_env, run_command, tiny_budget, wait_until
+from tests.support import (
+    REPO,
+    command,
+    command_env,
+    merged,
+    run_command,
+    tiny_budget,
+    wait_until,
+)
 
 
 def tiny_config(root: Path, tmp_path: Path, *overrides: str) -> dict:
     return compose_config(
         "search",
-        ["+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=2",
-         "study.latency.measure=false", *overrides],
+        merged("+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=2",
+               "study.latency.measure=false", *overrides),
     )  # fmt: skip
 
 
@@ -59,13 +67,13 @@ def group_gone(group: int) -> bool:
 def test_a_stop_signal_fails_the_running_trial_which_is_retried_on_resume(
     synthetic_root: Path, tmp_path: Path, signum: int, code: int, workers: int
 ) -> None:
-    arguments = [
+    arguments = merged(
         "+study=demo", *tiny_budget(synthetic_root, tmp_path), "study.name=tiny",
         "study.n_trials=3", "study.latency.measure=false", f"study.n_workers={workers}",
-        "study.reference_designs=[xception_b]",
-    ]  # fmt: skip
+        "study.reference_designs=[xception_b]", "trainer.steps=20000",
+    )  # fmt: skip
     process = subprocess.Popen(
-        command("experiments.search", *arguments, "trainer.steps=20000"),
+        command("experiments.search", *arguments),
         cwd=REPO,
         env=command_env(),
         stdout=subprocess.PIPE,
@@ -208,8 +216,9 @@ def test_a_corrupt_sqlite_file_is_named(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_command_masks_the_password_and_exits_2(synthetic_root: Path, tmp_path: Path) -> None:
     result = run_command(
-        "experiments.search", "+study=demo", *tiny_budget(synthetic_root, tmp_path),
-        "storage=postgres", "storage.url=postgresql://ann:s3cret@127.0.0.1:9/db",
+        "experiments.search",
+        *merged("+study=demo", *tiny_budget(synthetic_root, tmp_path), "storage=postgres",
+                "storage.url=postgresql://ann:s3cret@127.0.0.1:9/db"),
     )  # fmt: skip
     assert result.returncode == 2
     assert "s3cret" not in result.stderr + result.stdout

@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
@@ -32,6 +33,7 @@ from analysis.ablation import ablation_table, format_ablation
 from analysis.load import load_trials
 from analysis.record import KIND_ABLATION, StudyKey
 from analysis.report import NoFinishedTrialsError, format_front, write_report
+from experiments.config import refuse_repeated_overrides
 from experiments.data import CityscapesDataset, DatasetError
 from experiments.data.from_config import build_datasets
 from experiments.study.identity import StudyMismatchError, check_definition, study_definition
@@ -371,6 +373,7 @@ def run_command(cfg: DictConfig) -> None:
     the signal's number when interrupted (the report of what finished is written)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        refuse_repeated_overrides(HydraConfig.get().overrides.task)
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         setup = prepare(config)
         check_writable(Path(config["output_dir"]) / "reports" / setup.settings.name)

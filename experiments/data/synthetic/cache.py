@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from experiments.data.cityscapes import IMAGE_SUFFIX, LABEL_SUFFIX
+from experiments.data.cityscapes import IMAGE_SUFFIX, LABEL_SUFFIX, DatasetError
 from experiments.data.labels import LABEL_ID_COLORS
 from experiments.data.synthetic.scene import SyntheticScene, render_scene
 
@@ -207,7 +207,7 @@ def ensure_synthetic_cityscapes(
     if found == params.manifest():
         return target
     if target.exists() and any(target.iterdir()):
-        raise FileExistsError(
+        raise DatasetError(
             f"{target} is not empty and is not a synthetic set with {params.manifest()} "
             f"(its {MANIFEST_NAME}: {found}); choose another root or remove it"
         )
