@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from analysis.record import (
     GMADDS,
     MIOU,
+    STATUS_DUPLICATE,
     STATUS_FAILED,
     STATUS_FINISHED,
     STATUS_INFEASIBLE,
@@ -44,6 +45,7 @@ from analysis.record import (
     STATUS_WAITING,
     TrialKey,
 )
+from analysis.secrets import mask_secrets
 
 HEAD = "head"
 CONSTRAINT_PREFIX = "constraint."
@@ -76,7 +78,8 @@ class StudyNotFoundError(LookupError):
 
     def __init__(self, name: str, location: str, present: Sequence[str]) -> None:
         there = ", ".join(sorted(present)) if present else "none"
-        super().__init__(f"no study named {name!r} in {location}; studies there: {there}")
+        where = mask_secrets(location)
+        super().__init__(f"no study named {name!r} in {where}; studies there: {there}")
         self.present = tuple(present)
 
 
@@ -146,7 +149,9 @@ def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:
     attrs = dict(trial.user_attrs)
     constraints = trial.constraints
     infeasible = bool(attrs.get(TrialKey.INFEASIBLE)) or any(v > 0 for v in constraints.values())
-    if trial.state == TrialState.COMPLETE:
+    if trial.state == TrialState.COMPLETE and TrialKey.DUPLICATE_OF in attrs:
+        status = STATUS_DUPLICATE  # the same point as an earlier trial: counted once
+    elif trial.state == TrialState.COMPLETE:
         status = STATUS_INFEASIBLE if infeasible else STATUS_FINISHED
     else:
         status = _STATUS_OF_STATE[trial.state]

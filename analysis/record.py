@@ -44,6 +44,7 @@ class TrialKey:
     SEED: Final = "seed"  # the training seed
     REFERENCE: Final = "reference"  # the registered name of an enqueued paper design
     VARIANT: Final = "variant"  # the label of an ablation's variant
+    FIRST_DRAW: Final = "first_draw"  # "<head>/<index>": a random member enqueued for its head
     INFEASIBLE: Final = "infeasible"  # over a budget: never trained, its mIoU is a placeholder
     # Where it ran (experiments.training.runtime.environment_facts).
     DEVICE: Final = "device"
@@ -87,7 +88,7 @@ class StudyKey:
     VERSIONS: Final = "versions"  # python, torch, optuna, git commit at creation
     CONFIG: Final = "config"  # the whole composed configuration, passwords masked
     DEFINITION: Final = "definition"  # the settings a resume must not change (flat, dotted)
-    INITIALISED: Final = "initialised"  # set last: the first trials are enqueued
+    INITIALISED: Final = "initialised"  # set once the study is described
 
 
 KIND_SEARCH: Final = "search"
@@ -96,6 +97,7 @@ KIND_ABLATION: Final = "ablation"
 # ------------------------------------------------------------------------------- status
 STATUS_FINISHED: Final = "finished"  # complete and feasible: it may be on the front
 STATUS_INFEASIBLE: Final = "infeasible"  # complete but over a budget: never trained
+STATUS_DUPLICATE: Final = "duplicate"  # complete, reusing an earlier trial's result: no new point
 STATUS_PRUNED: Final = "pruned"
 STATUS_FAILED: Final = "failed"
 STATUS_RUNNING: Final = "running"

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from analysis import document as doc
 from analysis import plots
 from analysis.ablation import ablation_figure, ablation_table
+from analysis.heads import heads_ablation_spread, heads_verdict
 from analysis.hypervolume import (
     ReferencePoint,
     default_reference,
@@ -60,6 +61,7 @@ from analysis.record import (
     StudyKey,
     TrialKey,
 )
+from analysis.secrets import mask_secrets
 from analysis.stats import madds_latency_agreement
 from analysis.tables import (
     best_per_head,
@@ -113,7 +115,7 @@ def write_report(
     if point is not None:
         blocks += _hypervolume_section(df, point, out_dir)
     if _has_values(df, HEAD, MIOU, GMADDS):
-        blocks += _heads_section(df, attrs, out_dir)
+        blocks += _heads_section(df, attrs, out_dir, heads_ablation_spread(study))
     if _has_values(df, LATENCY, GMADDS):
         blocks += _latency_section(df, out_dir)
     blocks += _importance_section(study, df, out_dir)
@@ -250,7 +252,12 @@ def _hypervolume_section(df: pd.DataFrame, point: ReferencePoint, out_dir: Path)
     ]
 
 
-def _heads_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
+def _heads_section(
+    df: pd.DataFrame,
+    attrs: Mapping[str, Any],
+    out_dir: Path,
+    spread: tuple[str, float] | None,
+) -> list[doc.Block]:
     trials = finished(df)
     budgets = budget_levels(trials[GMADDS].dropna())
     table, named = best_per_head(df, budgets)
@@ -273,6 +280,7 @@ def _heads_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) ->
             "Best mIoU per head within each GMAdds budget (its GMAdds and trial in brackets):"
         ),
         doc.Table(table),
+        doc.Paragraph(heads_verdict(df, budgets, attrs, spread)),
         doc.Paragraph("The genes of the trials named above:"),
         doc.Table(genes.reset_index(drop=True)),
     ]
@@ -427,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.study is None:
             names = ", ".join(study_names(args.storage)) or "none"
-            parser.error(f"no study given; studies in {args.storage}: {names}")
+            parser.error(f"no study given; studies in {mask_secrets(args.storage)}: {names}")
         study = load_study(args.study, args.storage)
         out_dir = args.out or Path("outputs/reports") / study.study_name
         path = write_report(study, out_dir, reference=args.reference)

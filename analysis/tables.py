@@ -13,10 +13,13 @@ from analysis.record import (
     GMADDS,
     LATENCY,
     MIOU,
+    STATUS_DUPLICATE,
     STATUS_FAILED,
     STATUS_FINISHED,
     STATUS_INFEASIBLE,
     STATUS_PRUNED,
+    STATUS_RUNNING,
+    STATUS_WAITING,
     TrialKey,
 )
 from search_space.spec import HEAD_GENES, HEADS, gene_names
@@ -24,10 +27,11 @@ from search_space.spec import HEAD_GENES, HEADS, gene_names
 STATUS_ORDER = (
     STATUS_FINISHED,
     STATUS_INFEASIBLE,
+    STATUS_DUPLICATE,
     STATUS_PRUNED,
     STATUS_FAILED,
-    "running",
-    "waiting",
+    STATUS_RUNNING,
+    STATUS_WAITING,
 )
 EMPTY = "—"
 

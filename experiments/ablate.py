@@ -7,6 +7,8 @@ mIoU over seeds, confidence intervals, paired differences to the baseline, the p
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -16,10 +18,12 @@ from experiments.study.driver import run_command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="ablate")
 def main(cfg: DictConfig) -> None:
     if "ablation" not in cfg:
-        raise SystemExit(
-            "choose an ablation: python -m experiments.ablate +ablation=table3_demo "
-            "(see conf/ablation/ for the others)"
+        print(
+            "error: choose an ablation: python -m experiments.ablate +ablation=table3_demo "
+            "(see conf/ablation/ for the others)",
+            file=sys.stderr,
         )
+        sys.exit(2)
     run_command(cfg)
 
 

@@ -15,6 +15,24 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from experiments.data.cityscapes import DatasetError
+from search_space.space import SpaceError
+from search_space.spec import SpecError
+
+# What a command reports as one line and exit status 2: the configuration or the files it
+# names are wrong, and nothing ran. (StorageError, StudyMismatchError and DatasetError are
+# ValueErrors.)
+CONFIG_ERRORS = (
+    ValueError,
+    KeyError,
+    SpecError,
+    SpaceError,
+    DatasetError,
+    FileNotFoundError,
+    OmegaConfBaseException,
+)
 
 
 def checked_section(

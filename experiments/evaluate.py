@@ -17,11 +17,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import refuse_repeated_overrides
+from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
 from experiments.data import (
     CLASS_NAMES,
     CityscapesDataset,
-    DatasetError,
     EvalTransform,
 )
 from experiments.data.from_config import dataset_root
@@ -30,25 +29,24 @@ from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import init_runtime
 from experiments.training.trainer import load_checkpoint
 from search_space.arch_source import parse_size
-from search_space.spec import SpecError
 
 
 def score_checkpoint(
     cfg: DictConfig, dataset_chosen: bool
 ) -> tuple[SegmentationScores, dict[str, Any]]:
-    """`dataset_chosen`: the command line named a dataset; otherwise the checkpoint's own (the
-    data it was trained on) is used, when it recorded one."""
+    """`dataset_chosen`: the command line chose a dataset (`dataset=NAME`); otherwise the
+    checkpoint's own (the data it was trained on) is used when it recorded one, with the
+    command line's `dataset.KEY=VALUE` settings applied over it (a new root, for example)."""
     runtime = init_runtime(cfg.device)
     checkpoint = load_checkpoint(Path(cfg.checkpoint))
     model = checkpoint.model.to(runtime.device)
     input_size = parse_size(cfg.input_size) if cfg.input_size else model.spec.input_size
-    dataset_config: dict[str, Any] = (
-        OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
-        if dataset_chosen or checkpoint.dataset is None
-        else checkpoint.dataset
-    )
+    dataset_config: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
+    if not dataset_chosen and checkpoint.dataset is not None:
+        dataset_config = {**checkpoint.dataset, **_dataset_settings(cfg)}
+    split = cfg.split or dataset_config["val_split"]
     dataset = CityscapesDataset(
-        dataset_root(dataset_config), cfg.split, EvalTransform(input_size=input_size)
+        dataset_root(dataset_config), split, EvalTransform(input_size=input_size)
     )
     export = prediction_writer(dataset, Path(cfg.export_dir)) if cfg.export_dir else None
     scores = evaluate(
@@ -62,7 +60,7 @@ def score_checkpoint(
     summary = {
         "checkpoint": str(cfg.checkpoint),
         "dataset": {key: dataset_config.get(key) for key in ("name", "root")},
-        "split": cfg.split,
+        "split": split,
         "images": len(dataset),
         "input_size": list(input_size),
         "miou": scores.miou,
@@ -73,16 +71,24 @@ def score_checkpoint(
     return scores, summary
 
 
+def _dataset_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The `dataset.KEY=VALUE` overrides of the command line, resolved."""
+    keys = [
+        override.split("=")[0].lstrip("+~").removeprefix("dataset.")
+        for override in HydraConfig.get().overrides.task
+        if override.lstrip("+~").startswith("dataset.")
+    ]
+    return {key: OmegaConf.select(cfg.dataset, key) for key in keys}
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     overrides = HydraConfig.get().overrides.task
-    chosen = any(
-        override.lstrip("+~").split("=")[0].split(".")[0] == "dataset" for override in overrides
-    )
+    chosen = any(override.split("=")[0].lstrip("+~") == "dataset" for override in overrides)
     try:
         refuse_repeated_overrides(overrides)
         scores, summary = score_checkpoint(cfg, dataset_chosen=chosen)
-    except (ValueError, SpecError, DatasetError, FileNotFoundError) as error:
+    except CONFIG_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     if summary["world_size"] > 1 and torch.distributed.get_rank() != 0:
@@ -91,15 +97,16 @@ def main(cfg: DictConfig) -> None:
     if scores.labelled_pixels == 0:
         exported = f"; predictions written to {cfg.export_dir}" if cfg.export_dir else ""
         print(
-            f"error: the {cfg.split} split of {dataset} has no labelled pixels (Cityscapes "
+            f"error: the {summary['split']} split of {dataset} has no labelled pixels (Cityscapes "
             f"withholds its test labels): no mIoU{exported}",
             file=sys.stderr,
         )
         sys.exit(0 if cfg.export_dir else 2)
     for name, iou in summary["per_class_iou"].items():
         print(f"  {name:<15} {'-' if iou != iou else f'{100 * iou:6.2f}'}")
-    print(f"mIoU {100 * scores.miou:.2f} on {summary['images']} {cfg.split} images of {dataset}")
-    output = Path(cfg.checkpoint).with_name(f"evaluation_{cfg.split}.json")
+    split = summary["split"]
+    print(f"mIoU {100 * scores.miou:.2f} on {summary['images']} {split} images of {dataset}")
+    output = Path(cfg.checkpoint).with_name(f"evaluation_{split}.json")
     output.write_text(json.dumps(summary, indent=2))
 
 

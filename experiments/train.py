@@ -18,8 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import refuse_repeated_overrides
-from experiments.data import DatasetError
+from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
 from experiments.data.from_config import build_datasets
 from experiments.training.runtime import environment_facts, init_runtime, seed_everything
 from experiments.training.trainer import Trainer, TrainerConfig
@@ -27,7 +26,7 @@ from search_space.arch_source import parse_size, resolve_arch
 from search_space.cost import count_cost
 from search_space.model import build
 from search_space.pretrained import load_backbone
-from search_space.spec import ArchSpec, SpecError
+from search_space.spec import ArchSpec
 
 log = logging.getLogger("experiments.train")
 
@@ -113,7 +112,7 @@ def main(cfg: DictConfig) -> None:
     try:
         refuse_repeated_overrides(HydraConfig.get().overrides.task)
         run(cfg)
-    except (ValueError, SpecError, DatasetError, FileNotFoundError) as error:
+    except CONFIG_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

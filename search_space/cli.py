@@ -25,7 +25,11 @@ LIST_ACTIONS = (argparse._AppendAction, argparse._ExtendAction)
 
 class CommandParser(argparse.ArgumentParser):
     """argparse, reading `name=value` tokens as `--name value` and refusing a single-valued
-    option given twice."""
+    option given twice (in any spelling: `--batch 2`, `--batch=2`, `batch=2`; abbreviations
+    are not accepted, so every spelling is one of these)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: Any = None
@@ -38,6 +42,11 @@ class CommandParser(argparse.ArgumentParser):
         result: list[str] = []
         expects_value = False
         for token in tokens:
+            if token.startswith("--") and "=" in token:  # --name=value: two tokens, as argparse
+                option, _, value = token.partition("=")
+                result += [option, value]
+                expects_value = False
+                continue
             name, separator, value = token.partition("=")
             option = "--" + name.replace("_", "-")
             if separator and not expects_value and not token.startswith("-") and option in options:

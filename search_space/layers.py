@@ -119,7 +119,7 @@ class XceptionBlock(nn.Module):
     """Three separable convs of widths C/e, C/e, C plus a shortcut.
 
     The stride sits on the first separable conv: the placement that reproduces the paper's MAdds
-    (stride on the last costs ~20% more; README, "MAdds, reproduced").
+    (stride on the last costs ~20% more; RESULTS.md, "MAdds against the paper").
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, expansion: int, stride: int) -> None:

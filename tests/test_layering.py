@@ -1,6 +1,6 @@
 """The import graph runs one way, in every direction: each layer imports only the layers below.
 
-    search_space  <-  analysis  <-  experiments.config, .data  <-  .training  <-  .study
+    search_space  <-  analysis  <-  experiments.data  <-  .config  <-  .training  <-  .study
                                                     <-  experiments.benchmarks and the commands
 
 `search_space` knows nothing of data or results; `analysis` reads results and never trains;
@@ -23,8 +23,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "search_space": ("search_space",),
     "analysis": ("search_space", "analysis"),
     "experiments": (),  # its __init__; a new command module must join COMMANDS
-    "experiments.config": ("experiments.config",),
-    "experiments.data": ("search_space", "experiments.config", "experiments.data"),
+    "experiments.data": ("search_space", "experiments.data"),
+    "experiments.config": ("search_space", "experiments.data", "experiments.config"),
     "experiments.training": (
         "search_space", "experiments.config", "experiments.data", "experiments.training",
     ),

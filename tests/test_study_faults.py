@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 
 import optuna
@@ -15,10 +16,11 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.record import StudyKey, TrialKey
+from analysis.secrets import mask_secrets
 from experiments.config import compose_config
 from experiments.study.driver import prepare, sampler_seed, search, start_study
 from experiments.study.identity import StudyMismatchError
-from experiments.study.storage import StorageError, make_storage, mask_secrets
+from experiments.study.storage import StorageError, make_storage
 from tests.support import (
     REPO,
     command,
@@ -129,16 +131,16 @@ def test_a_resume_with_changed_settings_is_refused_before_any_work(
 ) -> None:
     start_study(prepare(tiny_config(synthetic_root, tmp_path)))
     changed = tiny_config(
-        synthetic_root, tmp_path, "space=heads", "trainer.steps=5", "sampler=random"
+        synthetic_root, tmp_path, "space=dfanet", "trainer.steps=5", "sampler=random"
     )
     with pytest.raises(StudyMismatchError) as error:
         start_study(prepare(changed))
     message = str(error.value)
     assert "trainer.steps: stored 4, now 5" in message
-    assert "space.name: stored 'dfanet', now 'heads'" in message
+    assert "space.name: stored 'heads', now 'dfanet'" in message
     assert "sampler.name: stored 'tpe', now 'random'" in message
     assert "study.name=NEW_NAME" in message
-    assert len(load(tmp_path).get_trials()) == 2  # the enqueued DFANet A and B, untouched
+    assert len(load(tmp_path).get_trials()) == 8  # the 8 enqueued first trials, untouched
     # What may change does not count: more trials, more workers, another output folder.
     allowed = tiny_config(
         synthetic_root, tmp_path, "study.n_trials=5", "study.n_workers=2", "tracking=wandb"
@@ -147,17 +149,24 @@ def test_a_resume_with_changed_settings_is_refused_before_any_work(
 
 
 def test_the_stored_config_masks_passwords(synthetic_root: Path, tmp_path: Path) -> None:
-    config = tiny_config(synthetic_root, tmp_path, "+notes=postgresql://ann:s3cret@db:5432/x")
+    url = "postgresql://ann:s3cret@db:5432/x"
+    # A URL in a free key and in a defining section (the dataset's): both copies are masked.
+    config = tiny_config(synthetic_root, tmp_path, f"+notes={url}", f"+dataset.origin={url}")
     study = start_study(prepare(config))
     stored = str(study.user_attrs[StudyKey.CONFIG]) + str(study.user_attrs[StudyKey.DEFINITION])
-    assert "s3cret" not in stored and "postgresql://ann:***@db:5432/x" in stored
+    assert "s3cret" not in stored
+    assert stored.count("postgresql://ann:***@db:5432/x") == 3  # config: notes, dataset; definition
 
 
 # ----------------------------------------------------------------- two commands, one study
-def test_sampler_seeds_are_repeatable_for_a_starter_and_distinct_for_a_joiner() -> None:
-    assert [sampler_seed(7, worker, joined=False) for worker in (0, 1)] == [7, 8]
-    joiner = {sampler_seed(7, worker, joined=True) for worker in range(4)}
-    assert len(joiner) == 4 and not joiner & {7, 8, 9, 10}
+def test_sampler_seeds_never_replay_a_draw() -> None:
+    creator = [sampler_seed(7, worker, joined=False, resumed_at=0) for worker in (0, 1)]
+    assert creator == [7, 8]  # a study run by one command is repeatable
+    resumed = {sampler_seed(7, worker, joined=False, resumed_at=9) for worker in range(2)}
+    assert resumed == {sampler_seed(7, w, joined=False, resumed_at=9) for w in range(2)}
+    assert resumed != {sampler_seed(7, w, joined=False, resumed_at=12) for w in range(2)}
+    joiner = {sampler_seed(7, worker, joined=True, resumed_at=9) for worker in range(4)}
+    assert len(joiner) == 4 and not joiner & (set(creator) | resumed)
 
 
 @pytest.mark.slow
@@ -182,12 +191,23 @@ def _open(url: str) -> None:
     )
 
 
+def _open_together(url: str, barrier: threading.Barrier | None = None) -> None:
+    if barrier is not None:
+        barrier.wait()  # every process reaches the creation at the same moment
+    _open(url)
+
+
 def test_storage_creation_is_safe_when_raced(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     for attempt in range(3):
         url = f"sqlite:///{tmp_path}/race{attempt}.db"
-        with context.Pool(4) as pool:
-            pool.map(_open, [url] * 4)  # raises in the parent if any process failed
+        barrier = context.Barrier(4)
+        processes = [context.Process(target=_open_together, args=(url, barrier)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        assert [process.exitcode for process in processes] == [0, 0, 0, 0]
         assert optuna.get_all_study_names(url) == []
 
 
@@ -195,7 +215,8 @@ def test_storage_creation_is_safe_when_raced(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://ann:s3cret@127.0.0.1:9/db", "needs the database driver"),
+        # pg8000 is a driver this project never installs (the postgres extra is psycopg).
+        ("postgresql+pg8000://ann:s3cret@127.0.0.1:9/db", "needs the database driver"),
         ("postgres://ann:s3cret@127.0.0.1:9/db", "SQLAlchemy knows no database 'postgres'"),
         ("not a url", "is not a database URL"),
     ],

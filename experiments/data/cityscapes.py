@@ -137,15 +137,19 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def _check_complete(path: Path) -> None:
-    with path.open("rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - len(_PNG_END)))
-        if handle.read() != _PNG_END:
-            raise DatasetError(
-                f"{path} is truncated or not a PNG ({size} bytes, no IEND chunk at the end): "
-                "download or copy it again"
-            )
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - len(_PNG_END)))
+            end = handle.read()
+    except OSError as error:
+        raise DatasetError(f"Cannot read {path}: {error.strerror}") from error
+    if end != _PNG_END:
+        raise DatasetError(
+            f"{path} is truncated or not a PNG ({size} bytes, no IEND chunk at the end): "
+            "download or copy it again"
+        )
 
 
 def check_sample(sample: Sample) -> None:

@@ -9,6 +9,7 @@ storage. Re-running the same command resumes: `study.n_trials` is the number of 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import multiprocessing
@@ -26,23 +27,28 @@ import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from optuna.trial import TrialState
 
 from analysis.ablation import ablation_table, format_ablation
 from analysis.load import load_trials
 from analysis.record import KIND_ABLATION, StudyKey
 from analysis.report import NoFinishedTrialsError, format_front, write_report
-from experiments.config import refuse_repeated_overrides
-from experiments.data import CityscapesDataset, DatasetError
+from analysis.secrets import mask_secrets, masked_config
+from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
+from experiments.data import CityscapesDataset
 from experiments.data.from_config import build_datasets
 from experiments.study.identity import StudyMismatchError, check_definition, study_definition
-from experiments.study.interrupts import Interrupted, pass_on_signals, stop_on_signals
+from experiments.study.interrupts import (
+    Interrupted,
+    forwarding,
+    raise_if_interrupted,
+    stop_on_signals,
+)
 from experiments.study.progress import count_trials, progress_line
 from experiments.study.proposers import AblationProposer, Proposer, SpaceProposer
 from experiments.study.samplers import make_sampler
 from experiments.study.settings import StudySettings
-from experiments.study.storage import make_storage, mask_secrets, masked_config
+from experiments.study.storage import make_storage
 from experiments.study.tracking import make_tracker
 from experiments.study.trial import TrialContext, run_trial
 from experiments.training.runtime import Runtime, environment_facts, resolve_device
@@ -50,19 +56,9 @@ from experiments.training.trainer import TrainerConfig
 from search_space.arch_source import parse_size
 from search_space.deploy import retain_freed_memory
 from search_space.registry import get_arch
-from search_space.space import SpaceError, load_space
-from search_space.spec import SpecError
+from search_space.space import load_space
 
 log = logging.getLogger("experiments.search")
-CONFIG_ERRORS = (
-    ValueError,
-    KeyError,
-    SpecError,
-    SpaceError,
-    DatasetError,
-    FileNotFoundError,
-    OmegaConfBaseException,
-)
 
 
 class StudyAborted(RuntimeError):
@@ -81,7 +77,10 @@ class SearchSetup:
     train_set: CityscapesDataset
     val_set: CityscapesDataset
     num_classes: int
-    joined: bool = False  # the study had running trials of another command when this one started
+    # Set by `start_study`, for `sampler_seed`: the study had running trials of another
+    # command; how many trials it held when this command started.
+    joined: bool = False
+    resumed_at: int = 0
 
 
 def prepare(config: Mapping[str, Any]) -> SearchSetup:
@@ -106,6 +105,7 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
             space.with_fixed({"input_size": list(input_size)}),
             settings.seed,
             settings.reference_designs,
+            settings.first_trials_per_head,
         )
         for name in settings.reference_designs:
             get_arch(name)  # an unknown name fails here, listing the registry
@@ -130,7 +130,8 @@ def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
             study_name=settings.name,
             storage=storage,
             sampler=make_sampler(
-                setup.sampler_config, sampler_seed(settings.seed, worker, setup.joined)
+                setup.sampler_config,
+                sampler_seed(settings.seed, worker, setup.joined, setup.resumed_at),
             ),
             directions=settings.directions,
             load_if_exists=True,
@@ -147,45 +148,51 @@ def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
     return study
 
 
-def sampler_seed(study_seed: int, worker: int, joined: bool) -> int:
-    """`study.seed + worker` for the workers of the command that starts a study, so a study
-    run by one command is repeatable; a command that joins a study other processes are
-    running seeds each worker from its own identity (host, process, worker), so that two
-    commands never propose the same architectures in the same order. (Two commands started
-    in the same second may both seed as starters: a repeated architecture is then not trained
+def sampler_seed(study_seed: int, worker: int, joined: bool, resumed_at: int) -> int:
+    """Seeds that never replay a draw. The workers of the command that creates a study take
+    `study.seed + worker`, so a study run by one command is repeatable on one machine. A
+    command that resumes a study seeds from the trials already stored (`resumed_at`), so that
+    it does not propose again what the first run proposed; one that joins a study other
+    processes are running seeds from its host and process, so that two commands never propose
+    the same architectures in the same order. (Two commands that start a new study together
+    may both seed as its creator: an architecture already finished is then reused, not trained
     twice, see `experiments.study.trial`.)"""
-    if not joined:
+    if not joined and resumed_at == 0:
         return study_seed + worker
-    identity = f"{study_seed}/{socket.gethostname()}/{os.getpid()}/{worker}"
+    where = f"{socket.gethostname()}/{os.getpid()}" if joined else f"resumed at {resumed_at}"
+    identity = f"{study_seed}/{worker}/{where}"
     return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "little")
 
 
 def start_study(setup: SearchSetup) -> optuna.Study:
-    """Open or create the study and make it ready to run: its definition stored (or checked
-    against this command's), its first trials enqueued where they have no result, and the
-    trials of dead processes failed (and retried) now, whatever happens next."""
+    """Open or create the study and make it ready to run: the trials of dead processes failed
+    (and retried) first, its definition stored (or checked against this command's), its first
+    trials enqueued where they have no result, its sampler seeded for this command."""
     study = open_study(setup)
-    definition = study_definition(setup.config, setup.input_size, setup.settings.objective_names)
-    stored = study.user_attrs.get(StudyKey.DEFINITION)
-    if stored is None:
-        study.set_user_attr(StudyKey.DEFINITION, definition)
-    else:
-        check_definition(stored, definition, study.study_name)
-    if running_elsewhere(study):  # another command works on this study: seed apart from it
-        setup.joined = True
-        study.sampler = make_sampler(
-            setup.sampler_config, sampler_seed(setup.settings.seed, 0, True)
-        )
-    initialise_study(study, setup)
-    enqueue_missing_initial_trials(study, setup.proposer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    definition = study_definition(
+        setup.config,
+        setup.input_size,
+        setup.settings.objective_names,
+        resolve_device(setup.config["device"]).type,
+    )
+    stored = study.user_attrs.get(StudyKey.DEFINITION)
+    if stored is None:
+        study.set_user_attr(StudyKey.DEFINITION, masked_config(definition))
+    else:
+        check_definition(stored, masked_config(definition), study.study_name)
+    trials = study.get_trials(deepcopy=False)
+    setup.joined = any(t.state == TrialState.RUNNING for t in trials)  # another command's
+    setup.resumed_at = sum(t.state != TrialState.WAITING for t in trials)
+    study.sampler = make_sampler(
+        setup.sampler_config,
+        sampler_seed(setup.settings.seed, 0, setup.joined, setup.resumed_at),
+    )
+    initialise_study(study, setup)
+    enqueue_missing_initial_trials(study, setup.proposer)
     return study
-
-
-def running_elsewhere(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
@@ -258,6 +265,7 @@ def run_worker(
             print(progress_line(counts, settings.n_trials, started, at_start.finished), flush=True)
 
     while True:
+        raise_if_interrupted()  # a signal between trials stops the worker here
         counts = count_trials(study)
         if counts.finished >= settings.n_trials:
             return
@@ -276,10 +284,10 @@ def run_worker(
         )
 
 
-def _worker_process(config: dict[str, Any], worker: int, joined: bool) -> None:
+def _worker_process(config: dict[str, Any], worker: int, joined: bool, resumed_at: int) -> None:
     try:
         with stop_on_signals():
-            setup = replace(prepare(config), joined=joined)
+            setup = replace(prepare(config), joined=joined, resumed_at=resumed_at)
             run_worker(setup, worker, report_progress=False)
     except Interrupted as stop:
         sys.exit(stop.exit_code)
@@ -304,21 +312,22 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
 
     def forward(signum: int) -> None:
         for process in workers:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signum)
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # it has just exited
+                    os.kill(process.pid, signum)
 
     started, at_start, last = time.monotonic(), count_trials(study).finished, None
-    with pass_on_signals(forward) as received:
-        for process in workers:
-            process.start()
+    for process in workers:
+        process.start()
+    # Entered once every worker has a pid: a signal during the starts is passed on here.
+    with forwarding(forward):
         while any(process.is_alive() for process in workers):
             time.sleep(1.0)
             line = progress_line(count_trials(study), settings.n_trials, started, at_start)
             if line.split("|")[:6] != (last or "").split("|")[:6]:
                 print(line, flush=True)
                 last = line
-    if received:  # the workers have failed their trials and exited
-        raise Interrupted(received[0])
+    raise_if_interrupted()  # the workers have failed their trials and exited
     codes = [process.exitcode for process in workers]
     if any(codes):
         # A worker killed mid-trial leaves it RUNNING: its heartbeat goes stale and the next
@@ -337,8 +346,7 @@ def run_study(setup: SearchSetup, study: optuna.Study) -> None:
         flush=True,
     )
     if setup.settings.n_workers == 1:
-        with stop_on_signals():
-            run_worker(setup, 0, report_progress=True, study=study)
+        run_worker(setup, 0, report_progress=True, study=study)
     else:
         run_parallel(setup, study)
 
@@ -372,6 +380,14 @@ def run_command(cfg: DictConfig) -> None:
     codes: 0 done, 1 stopped by failing trials, 2 a configuration error (nothing ran), 128 +
     the signal's number when interrupted (the report of what finished is written)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with stop_on_signals():
+        try:
+            _run_and_report(cfg)
+        except Interrupted as stop:
+            sys.exit(stop.exit_code)
+
+
+def _run_and_report(cfg: DictConfig) -> None:
     try:
         refuse_repeated_overrides(HydraConfig.get().overrides.task)
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -381,8 +397,7 @@ def run_command(cfg: DictConfig) -> None:
     except CONFIG_ERRORS as error:
         print(f"error: {mask_secrets(str(error))}", file=sys.stderr)
         sys.exit(2)
-    except Interrupted as stop:
-        sys.exit(stop.exit_code)
+    output_dir = Path(config["output_dir"])
     try:
         run_study(setup, study)
     except Interrupted as stop:
@@ -392,13 +407,13 @@ def run_command(cfg: DictConfig) -> None:
             file=sys.stderr,
             flush=True,
         )
-        summarise(study, Path(config["output_dir"]))
+        summarise(study, output_dir)
         sys.exit(stop.exit_code)
     except StudyAborted as error:
         print(f"study stopped: {error}", file=sys.stderr)
-        summarise(study, Path(config["output_dir"]))
+        summarise(study, output_dir)
         sys.exit(1)
-    summarise(study, Path(config["output_dir"]))
+    summarise(study, output_dir)
 
 
 def check_writable(folder: Path) -> None:

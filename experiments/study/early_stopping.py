@@ -56,8 +56,10 @@ class MultiObjectiveStopper:
         better = []
         for trial in finished:
             attrs = trial.user_attrs
-            if attrs.get(TrialKey.INFEASIBLE) or any(
-                attrs.get(name, float("inf")) > mine for name, mine in self.costs.items()
+            if (
+                attrs.get(TrialKey.INFEASIBLE)
+                or TrialKey.DUPLICATE_OF in attrs
+                or any(attrs.get(name, float("inf")) > mine for name, mine in self.costs.items())
             ):
                 continue
             theirs = curve_value_at(attrs.get(TrialKey.CURVE), step)

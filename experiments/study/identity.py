@@ -21,6 +21,7 @@ MAY_CHANGE = (
     "study.max_failed_trials",
     "study.keep_checkpoints",
     "study.reference_designs",
+    "study.first_trials_per_head",
     "study.early_stopping",
     "study.latency.measure",
     "dataset.root",  # each host has its own copy
@@ -31,8 +32,10 @@ MAY_CHANGE = (
     "trainer.checkpoint_every",
     "storage",
     "tracking",
-    "device",
+    "device",  # the device's kind (CPU or CUDA) is part of the definition, below
     "output_dir",
+    "ablation.baseline",  # the report's reference row only
+    "ablation.seeds",  # more seeds add trials of the same kind
 )
 DEFINING_SECTIONS = ("study", "dataset", "trainer", "space", "sampler", "ablation")
 
@@ -42,7 +45,7 @@ class StudyMismatchError(ValueError):
 
 
 def study_definition(
-    config: Mapping[str, Any], input_size: tuple[int, int], objectives: list[str]
+    config: Mapping[str, Any], input_size: tuple[int, int], objectives: list[str], device: str
 ) -> dict[str, Any]:
     """The settings that define a study, flattened to dotted keys (`trainer.steps`)."""
     flat = {
@@ -55,6 +58,8 @@ def study_definition(
     # The effective input size, whichever key set it and however it was spelled.
     flat["input_size"] = list(input_size)
     flat["objectives"] = list(objectives)
+    # CPU or CUDA: AMP runs on CUDA only, and latencies of the two are not comparable.
+    flat["device_type"] = device
     return flat
 
 
@@ -96,9 +101,11 @@ def _may_change(key: str) -> bool:
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping) and value:
         flat: dict[str, Any] = {}
         for key, item in value.items():
             flat.update(_flatten(f"{prefix}.{key}", item))
         return flat
+    if isinstance(value, Mapping):
+        return {prefix: {}}  # an empty mapping (an ablation variant with no overrides) counts
     return {prefix: list(value) if isinstance(value, tuple) else value}

@@ -1,10 +1,14 @@
 """Ctrl-C, `kill`, `timeout` and a scheduler's SIGTERM, turned into an orderly stop.
 
-Inside `stop_on_signals()`, SIGINT and SIGTERM raise `Interrupted` in the main thread: the
-running trial records why it failed ("interrupted by SIGTERM") and is enqueued again, Optuna
-stores it as FAIL, and the command writes the report of what finished and exits with
-128 + the signal's number (130, 143), as shells expect. Later signals are ignored while that
-happens, so the cleanup is not itself interrupted.
+Inside `stop_on_signals()`, the first SIGINT or SIGTERM is recorded, and later ones are ignored
+until the process exits, so the cleanup is not itself cut short. Where it lands decides what
+happens:
+- inside a trial's own code (`armed()`), `Interrupted` is raised at once: the trial records
+  why it failed ("interrupted by SIGTERM") and is enqueued again, Optuna stores it as FAIL;
+- anywhere else (Optuna asking for the next trial, a database write, setting up), nothing is
+  cut in half: the worker loop calls `raise_if_interrupted()` between trials.
+The command then writes the report of what finished and exits with 128 + the signal's number
+(130, 143), as shells expect.
 """
 
 from __future__ import annotations
@@ -31,44 +35,59 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Raise `Interrupted` on the first SIGINT or SIGTERM; ignore the ones after it."""
+class _State:
+    received: int | None = None  # the first stop signal
+    armed: bool = False  # inside a trial's own code: raise at once
+    forward: Callable[[int], None] | None = None  # passes the signal on to worker processes
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        _ignore_stop_signals()
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    for each in STOP_SIGNALS:
+        signal.signal(each, signal.SIG_IGN)  # until exit: the cleanup must finish
+    _State.received = signum
+    if _State.forward is not None:
+        _State.forward(signum)
+    if _State.armed:
         raise Interrupted(signum)
 
-    with _handling(handler):
-        yield
-
 
 @contextmanager
-def pass_on_signals(forward: Callable[[int], None]) -> Iterator[list[int]]:
-    """For a process that only watches workers: on the first SIGINT or SIGTERM, `forward(signum)`
-    and record it in the yielded list; nothing is raised, so no database access of this
-    process is cut in half (a transaction left open would lock the workers out)."""
-    received: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        _ignore_stop_signals()
-        received.append(signum)
-        forward(signum)
-
-    with _handling(handler):
-        yield received
-
-
-@contextmanager
-def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    previous = {each: signal.signal(each, handler) for each in STOP_SIGNALS}
+def stop_on_signals() -> Iterator[None]:
+    """Record the first SIGINT or SIGTERM and ignore the ones after it."""
+    _State.received = None
+    previous = {each: signal.signal(each, _handler) for each in STOP_SIGNALS}
     try:
         yield
     finally:
-        for each, old in previous.items():
-            signal.signal(each, old)
+        if _State.received is None:  # a process that was not stopped gets its handlers back
+            for each, old in previous.items():
+                signal.signal(each, old)
 
 
-def _ignore_stop_signals() -> None:
-    for each in STOP_SIGNALS:
-        signal.signal(each, signal.SIG_IGN)
+@contextmanager
+def forwarding(forward: Callable[[int], None]) -> Iterator[None]:
+    """For a process that watches workers: a stop signal is passed on with `forward(signum)`
+    (also one that arrived before the workers existed, on entry)."""
+    _State.forward = forward
+    if _State.received is not None:
+        forward(_State.received)
+    try:
+        yield
+    finally:
+        _State.forward = None
+
+
+@contextmanager
+def armed() -> Iterator[None]:
+    """A trial's own code: a stop signal raises `Interrupted` here, at once."""
+    raise_if_interrupted()
+    _State.armed = True
+    try:
+        yield
+    finally:
+        _State.armed = False
+
+
+def raise_if_interrupted() -> None:
+    if _State.received is not None:
+        raise Interrupted(_State.received)

@@ -15,6 +15,7 @@ from analysis.record import TrialKey
 class Counts:
     complete: int
     infeasible: int
+    duplicates: int  # complete by reusing an earlier trial's result
     pruned: int
     failed: int
     running: int
@@ -22,20 +23,18 @@ class Counts:
 
     @property
     def finished(self) -> int:
-        return self.complete + self.pruned
+        """Toward the target: a duplicate measured nothing new, so it does not count."""
+        return self.complete - self.duplicates + self.pruned
 
 
 def count_trials(study: optuna.Study) -> Counts:
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    infeasible = sum(
-        t.state == TrialState.COMPLETE and bool(t.user_attrs.get(TrialKey.INFEASIBLE))
-        for t in trials
-    )
-    complete = states.count(TrialState.COMPLETE)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return Counts(
-        complete=complete,
-        infeasible=infeasible,
+        complete=len(complete),
+        infeasible=sum(bool(t.user_attrs.get(TrialKey.INFEASIBLE)) for t in complete),
+        duplicates=sum(TrialKey.DUPLICATE_OF in t.user_attrs for t in complete),
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         running=states.count(TrialState.RUNNING),
@@ -50,7 +49,8 @@ def progress_line(counts: Counts, target: int, started: float, finished_at_start
     eta = f"{elapsed / done_here * remaining:.0f}s" if done_here else "?"
     return (
         f"[study] finished {counts.finished}/{target} | feasible "
-        f"{counts.complete - counts.infeasible} | infeasible {counts.infeasible} | pruned "
+        f"{counts.complete - counts.infeasible - counts.duplicates} | infeasible "
+        f"{counts.infeasible} | duplicates {counts.duplicates} | pruned "
         f"{counts.pruned} | failed {counts.failed} | running {counts.running} | front "
         f"{counts.front} | {elapsed:.0f}s elapsed, ETA {eta}"
     )

@@ -43,7 +43,8 @@ class Proposer(Protocol):
         ...
 
     def initial_trials(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """(params, user attrs) to enqueue when the study is new."""
+        """(params, user attrs) of the first trials: enqueued on every start where they have
+        no finished, waiting or running trial."""
         ...
 
     def study_attrs(self) -> dict[str, Any]:
@@ -53,11 +54,15 @@ class Proposer(Protocol):
 
 @dataclass(frozen=True)
 class SpaceProposer:
-    """A search: the sampler explores the space; the paper's designs come first."""
+    """A search: the sampler explores the space. The paper's designs come first, then random
+    members of each head the space has until every head has `first_trials_per_head` trials:
+    a model-based sampler that settles on one head after a few draws would otherwise leave
+    the others unmeasured, and the comparison of heads is what a study is read for."""
 
     space: SearchSpace
     seed: int
     reference_designs: tuple[str, ...]
+    first_trials_per_head: int = 0
 
     def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
         return self.space.suggest(trial), self.seed
@@ -70,7 +75,32 @@ class SpaceProposer:
                 trials.append((self.space.params_for(spec), {TrialKey.REFERENCE: name}))
             except SpaceError as error:
                 log.warning("%s is not enqueued: %s", name, error)
-        return trials
+        return trials + self._draws_per_head([params.get("head") for params, _ in trials])
+
+    def _draws_per_head(
+        self, heads_so_far: list[Any]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Seeded random members of the space with a given head: a throw-away in-memory study
+        whose first parameter (the head) is enqueued and the rest drawn by a random sampler."""
+        head = next((d for d in self.space.dimensions if d.gene == "head" and not d.is_fixed), None)
+        if head is None or self.first_trials_per_head < 1:
+            return []
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed))
+            trials = []
+            for value in head.candidate_values():
+                for index in range(self.first_trials_per_head - heads_so_far.count(value)):
+                    draws.enqueue_trial({"head": value})
+                    trial = draws.ask()
+                    spec = self.space.suggest(trial)
+                    draws.tell(trial, 0.0)
+                    attrs = {TrialKey.FIRST_DRAW: f"{value}/{index}"}
+                    trials.append((self.space.params_for(spec), attrs))
+            return trials
+        finally:
+            optuna.logging.set_verbosity(verbosity)
 
     def study_attrs(self) -> dict[str, Any]:
         return {StudyKey.KIND: KIND_SEARCH, StudyKey.SPACE: self.space.name}
@@ -85,6 +115,12 @@ class AblationProposer:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], input_size: Sequence[int]) -> AblationProposer:
+        unknown = sorted(set(config) - {"name", "base", "baseline", "seeds", "variants"})
+        if unknown:
+            raise ValueError(
+                f"ablation has unknown keys {unknown}; expected name, base, baseline, seeds, "
+                "variants"
+            )
         name = str(config.get("name", "ablation"))
         variants_config = config.get("variants")
         if not isinstance(variants_config, Mapping) or not variants_config:

@@ -47,6 +47,7 @@ class StudySettings:
     input_size: tuple[int, int] | None  # None: the dataset's
     gmadds_budget: float | None  # above it a trial is infeasible, never trained
     reference_designs: tuple[str, ...]  # registered architectures enqueued first
+    first_trials_per_head: int  # random draws enqueued after them until each head has this many
     max_failed_trials: int
     keep_checkpoints: bool
     threads_per_worker: int | None  # None: the cores shared among the workers

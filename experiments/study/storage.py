@@ -4,12 +4,11 @@
   create its tables; the loser retries and finds them.
 - Errors are one line that names the problem (a malformed URL, a missing driver, an unreachable
   server, a file that is not a database), with the URL's password masked: a storage URL is
-  never printed or stored with its password (`mask_secrets`, `masked_config`).
+  never printed or stored with its password (`analysis.secrets`).
 """
 
 from __future__ import annotations
 
-import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -22,34 +21,13 @@ from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrial
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 
-# user:password@ in any URL; the password is whatever lies between the first ':' and the '@'.
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):[^@\s]*@")
+from analysis.secrets import mask_secrets
+
 _CREATION_ATTEMPTS = 5
 
 
 class StorageError(ValueError):
     """The storage cannot be opened; the message says why, without the password."""
-
-
-def mask_secrets(text: str) -> str:
-    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`, wherever a URL
-    stands in `text`."""
-    return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
-
-
-def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config with every string's URL passwords masked: what may be stored or logged."""
-    return {key: _masked(value) for key, value in config.items()}
-
-
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_secrets(value)
-    if isinstance(value, Mapping):
-        return masked_config(value)
-    if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
 
 
 def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
@@ -106,7 +84,11 @@ def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
                 f"storage.url {shown!r} needs the database driver {missing!r}: "
                 "pip install -e '.[postgres]' (PostgreSQL) or the driver of your database"
             ) from None
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
+        except (
+            sqlalchemy.exc.OperationalError,  # SQLite: "table ... already exists"
+            sqlalchemy.exc.IntegrityError,  # SQLite: the schema version stamped twice
+            sqlalchemy.exc.ProgrammingError,  # PostgreSQL: DuplicateTable
+        ) as error:
             if _creation_race(error) and attempt + 1 < _CREATION_ATTEMPTS:
                 time.sleep(0.2 * (attempt + 1))  # the other process is creating the tables
                 continue

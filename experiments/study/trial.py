@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from analysis.record import GMADDS, MIOU, Constraint, TrialKey
 from experiments.data import CityscapesDataset
 from experiments.study.early_stopping import MultiObjectiveStopper
-from experiments.study.interrupts import Interrupted
+from experiments.study.interrupts import Interrupted, armed
 from experiments.study.proposers import Proposer
 from experiments.study.settings import LatencyMeasurement, StudySettings
 from experiments.study.tracking import TrialTracker
@@ -52,7 +52,8 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     stores it as FAIL and the study goes on; an interrupted trial is also enqueued again, as
     Optuna's heartbeat retry does for a trial whose process died."""
     try:
-        return _run_trial(trial, context)
+        with armed():
+            return _run_trial(trial, context)
     except optuna.TrialPruned:
         raise
     except Interrupted as stop:
@@ -68,7 +69,11 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
 
 
 # What makes an enqueued trial the one it stands for (a paper design, an ablation's cell).
-_IDENTIFYING = (TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED)
+_IDENTIFYING = (TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED, TrialKey.FIRST_DRAW)
+_NOT_REUSED = (
+    TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.RETRY_OF,
+    TrialKey.WALL_SECONDS, TrialKey.TRAIN_SECONDS, TrialKey.FAIL_REASON,
+)  # fmt: skip
 
 
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
@@ -140,8 +145,10 @@ def _finished_twin(trial: optuna.Trial, spec: ArchSpec, seed: int) -> FrozenTria
 
 
 def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> tuple[float, ...]:
+    """The twin's measurements, not what belongs to the twin's own run (its identity, its
+    times, what it retried)."""
     for key, value in twin.user_attrs.items():
-        if key not in _IDENTIFYING or key == TrialKey.SEED:
+        if key not in _NOT_REUSED:
             trial.set_user_attr(key, value)
     for name, value in twin.constraints.items():
         trial.set_constraint(name, value)

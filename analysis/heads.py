@@ -1,0 +1,95 @@
+"""The heads comparison in words: which head leads within each MAdds budget, by how much, and
+whether that is more than the seed-to-seed spread and the training budget allow one to say."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from analysis.ablation import ablation_table
+from analysis.load import HEAD, finished, load_trials
+from analysis.record import GMADDS, KIND_ABLATION, MIOU, StudyKey
+
+# What is known of the proxy's fidelity across heads: on the built-in data, 80 training steps
+# rank the four heads' references on Backbone A unlike 400 steps (Kendall's tau 0.33; RESULTS.md,
+# "Heads and the training budget"). Below this many steps a report says so.
+SYNTHETIC_STEPS_THAT_RANK_HEADS = 400
+
+
+def heads_ablation_spread(study: optuna.Study) -> tuple[str, float] | None:
+    """The mean seed-to-seed standard deviation of mIoU over the variants of a heads ablation
+    stored beside `study` (`experiments.ablate +ablation=heads|heads_demo`), with its name."""
+    storage = study._storage  # Optuna gives no public accessor to a study's storage
+    for summary in optuna.get_all_study_summaries(storage=storage):
+        attrs = summary.user_attrs
+        ablation = attrs.get(StudyKey.ABLATION) or {}
+        if attrs.get(StudyKey.KIND) != KIND_ABLATION or ablation.get("name") != "heads":
+            continue
+        frame = load_trials(optuna.load_study(study_name=summary.study_name, storage=storage))
+        stds = ablation_table(frame, ablation)["mIoU std"].dropna()
+        if len(stds):
+            return summary.study_name, float(stds.mean())
+    return None
+
+
+def heads_verdict(
+    df: pd.DataFrame,
+    budgets: Sequence[float],
+    attrs: Mapping[str, Any],
+    spread: tuple[str, float] | None,
+) -> str:
+    trials = finished(df).dropna(subset=[MIOU, GMADDS, HEAD])
+    sentences = []
+    for budget in [*budgets, math.inf]:
+        best = (
+            trials[trials[GMADDS] <= budget]
+            .sort_values([MIOU, GMADDS], ascending=[False, True])
+            .drop_duplicates(HEAD)
+        )
+        where = "at any cost" if math.isinf(budget) else f"within {budget:g} GMAdds"
+        if len(best) == 0:
+            continue
+        leader = best.iloc[0]
+        if len(best) == 1:
+            sentences.append(f"{where}, only {leader[HEAD]} has a trial ({leader[MIOU]:.1f})")
+            continue
+        second = best.iloc[1]
+        sentences.append(
+            f"{where}, {leader[HEAD]} leads with {leader[MIOU]:.1f} mIoU, "
+            f"{leader[MIOU] - second[MIOU]:.1f} points above {second[HEAD]}"
+        )
+    joined = "; ".join(sentences)
+    text = joined[:1].upper() + joined[1:] + "." if sentences else "No head has a trial."
+    if spread is None:
+        text += (
+            " No heads ablation is stored beside this study, so the seed-to-seed spread is not "
+            "measured here (`python -m experiments.ablate +ablation=heads_demo` measures it)."
+        )
+    else:
+        name, std = spread
+        text += (
+            f" The heads ablation `{name}` measures a seed-to-seed standard deviation of "
+            f"{std:.1f} mIoU points: a lead under about {2 * std:.1f} points is not evidence."
+        )
+    return text + _budget_caveat(attrs)
+
+
+def _budget_caveat(attrs: Mapping[str, Any]) -> str:
+    steps = (attrs.get(StudyKey.TRAINER) or {}).get("steps")
+    if steps is None:
+        return ""
+    caveat = (
+        f" Each trial trained {steps} steps. Heads learn at different speeds, so a short "
+        "budget ranks how fast a head learns, not how good it gets"
+    )
+    if attrs.get(StudyKey.DATASET) == "synthetic" and steps < SYNTHETIC_STEPS_THAT_RANK_HEADS:
+        return caveat + (
+            f": **on this data, {steps} steps are known not to rank the heads** (their "
+            f"references at 80 and {SYNTHETIC_STEPS_THAT_RANK_HEADS} steps: Kendall's tau 0.33, "
+            "RESULTS.md). Read this table as the heads' speed of learning."
+        )
+    return caveat + "; check the ranking at a longer budget before concluding."
