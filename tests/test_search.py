@@ -31,7 +31,8 @@ pytestmark = pytest.mark.slow
 def search_arguments(root: Path, tmp_path: Path, *overrides: str) -> list[str]:
     return merged(
         "+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=3",
-        "study.reference_designs=[xception_b]", "sampler.n_startup_trials=2", *overrides,
+        "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
+        "sampler.n_startup_trials=2", *overrides,
     )  # fmt: skip
 
 

@@ -3,6 +3,7 @@ commands at once, bad storages and secrets. Real processes and signals, real SQL
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -36,7 +37,7 @@ def tiny_config(root: Path, tmp_path: Path, *overrides: str) -> dict:
     return compose_config(
         "search",
         merged("+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=2",
-               "study.latency.measure=false", *overrides),
+               "study.latency.measure=false", "study.first_trials_per_head=0", *overrides),
     )  # fmt: skip
 
 
@@ -72,9 +73,10 @@ def test_a_stop_signal_fails_the_running_trial_which_is_retried_on_resume(
     arguments = merged(
         "+study=demo", *tiny_budget(synthetic_root, tmp_path), "study.name=tiny",
         "study.n_trials=3", "study.latency.measure=false", f"study.n_workers={workers}",
-        "study.reference_designs=[xception_b]", "trainer.steps=20000",
+        "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
+        "trainer.steps=20000",
     )  # fmt: skip
-    process = subprocess.Popen(
+    with subprocess.Popen(
         command("experiments.search", *arguments),
         cwd=REPO,
         env=command_env(),
@@ -82,16 +84,20 @@ def test_a_stop_signal_fails_the_running_trial_which_is_retried_on_resume(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # the group holds the workers: none may outlive the command
-    )
-    wait_until(lambda: any_running(tmp_path), timeout=120, what="a trial to start")
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
+    ) as process:
+        try:
+            wait_until(lambda: any_running(tmp_path), timeout=120, what="a trial to start")
+            process.send_signal(signum)
+            stdout, stderr = process.communicate(timeout=120)
+            # No orphaned worker trains on (the group also holds multiprocessing's resource
+            # tracker, which leaves a moment after the command).
+            wait_until(lambda: group_gone(process.pid), timeout=10, what="the group to end")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # a failed test leaves nothing running
     assert process.returncode == code, stderr[-3000:]
     assert "Traceback" not in stderr and "Traceback" not in stdout
     assert f"interrupted by {signal.Signals(signum).name}" in stderr
-    # No orphaned worker trains on (the group also holds multiprocessing's resource tracker,
-    # which leaves a moment after the command).
-    wait_until(lambda: group_gone(process.pid), timeout=10, what="the command's processes to end")
     trials = load(tmp_path).get_trials()
     interrupted = [t for t in trials if t.state == TrialState.FAIL]
     assert interrupted and all(
@@ -140,7 +146,7 @@ def test_a_resume_with_changed_settings_is_refused_before_any_work(
     assert "space.name: stored 'heads', now 'dfanet'" in message
     assert "sampler.name: stored 'tpe', now 'random'" in message
     assert "study.name=NEW_NAME" in message
-    assert len(load(tmp_path).get_trials()) == 8  # the 8 enqueued first trials, untouched
+    assert len(load(tmp_path).get_trials()) == 5  # the 5 enqueued reference designs, untouched
     # What may change does not count: more trials, more workers, another output folder.
     allowed = tiny_config(
         synthetic_root, tmp_path, "study.n_trials=5", "study.n_workers=2", "tracking=wandb"
@@ -193,7 +199,7 @@ def _open(url: str) -> None:
 
 def _open_together(url: str, barrier: threading.Barrier | None = None) -> None:
     if barrier is not None:
-        barrier.wait()  # every process reaches the creation at the same moment
+        barrier.wait(timeout=60)  # every process reaches the creation at the same moment
     _open(url)
 
 

@@ -306,7 +306,11 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
         or max(1, (os.cpu_count() or 1) // settings.n_workers),
     }
     workers = [
-        context.Process(target=_worker_process, args=(config, index, setup.joined), daemon=False)
+        context.Process(
+            target=_worker_process,
+            args=(config, index, setup.joined, setup.resumed_at),
+            daemon=False,
+        )
         for index in range(settings.n_workers)
     ]
 
