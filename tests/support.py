@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,3 +125,22 @@ def run_main(main: Callable[[list[str]], int], arguments: list[str]) -> Outcome:
     with redirect_stdout(out), redirect_stderr(err):
         code = exit_code(main, arguments)
     return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def trial_running(database: Path, with_attribute: str | None = None) -> bool:
+    """Whether a trial is RUNNING in an SQLite study database (and has set `with_attribute`).
+    Read with sqlite3 itself, read-only: opening an Optuna storage would create its tables, and
+    race the command creating them."""
+    query = "SELECT count(*) FROM trials t WHERE t.state = 'RUNNING'"
+    arguments: tuple[str, ...] = ()
+    if with_attribute is not None:
+        query += (
+            " AND EXISTS (SELECT 1 FROM trial_user_attributes a"
+            " WHERE a.trial_id = t.trial_id AND a.key = ?)"
+        )
+        arguments = (with_attribute,)
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            return connection.execute(query, arguments).fetchone()[0] > 0
+    except sqlite3.OperationalError:  # no file or no table yet
+        return False

@@ -3,7 +3,6 @@ its configuration errors in-process, through the same `prepare` the command call
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.support import (
     merged,
     run_command,
     tiny_budget,
+    trial_running,
     wait_until,
 )
 
@@ -207,7 +207,8 @@ def test_killed_worker_trial_is_failed_and_retried(synthetic_root: Path, tmp_pat
     )
     try:
         wait_until(
-            lambda: any_running(tmp_path) or process.poll() is not None,
+            # Its architecture chosen (every parameter suggested), so the retry can be compared.
+            lambda: trial_running(tmp_path / "studies.db", "spec") or process.poll() is not None,
             timeout=120,
             what="a trial to start",
         )
@@ -230,17 +231,6 @@ def test_killed_worker_trial_is_failed_and_retried(synthetic_root: Path, tmp_pat
 
 def running(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
     return load(tmp_path).get_trials(states=(TrialState.RUNNING,))
-
-
-def any_running(tmp_path: Path) -> bool:
-    """Read-only, with sqlite3 itself: opening an Optuna storage would create its tables, and
-    race the command creating them."""
-    try:
-        with sqlite3.connect(f"file:{tmp_path}/studies.db?mode=ro", uri=True) as connection:
-            query = "SELECT count(*) FROM trials WHERE state = 'RUNNING'"
-            return connection.execute(query).fetchone()[0] > 0
-    except sqlite3.OperationalError:  # no file or no table yet
-        return False
 
 
 def test_offline_wandb_writes_one_run_per_trial(synthetic_root: Path, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.support import (
     merged,
     run_command,
     tiny_budget,
+    trial_running,
     wait_until,
 )
 
@@ -43,16 +43,6 @@ def tiny_config(root: Path, tmp_path: Path, *overrides: str) -> dict:
 
 def load(tmp_path: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/studies.db")
-
-
-def any_running(tmp_path: Path) -> bool:
-    """Read-only, with sqlite3: an Optuna storage would create the tables, racing the command."""
-    try:
-        with sqlite3.connect(f"file:{tmp_path}/studies.db?mode=ro", uri=True) as connection:
-            query = "SELECT count(*) FROM trials WHERE state = 'RUNNING'"
-            return connection.execute(query).fetchone()[0] > 0
-    except sqlite3.OperationalError:
-        return False
 
 
 def group_gone(group: int) -> bool:
@@ -86,7 +76,7 @@ def test_a_stop_signal_fails_the_running_trial_which_is_retried_on_resume(
         start_new_session=True,  # the group holds the workers: none may outlive the command
     ) as process:
         try:
-            wait_until(lambda: any_running(tmp_path), timeout=120, what="a trial to start")
+            wait_until(lambda: trial_running(tmp_path / "studies.db"), timeout=120, what="a trial")
             process.send_signal(signum)
             stdout, stderr = process.communicate(timeout=120)
             # No orphaned worker trains on (the group also holds multiprocessing's resource
