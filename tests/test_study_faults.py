@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from analysis.record import StudyKey, TrialKey
 from analysis.secrets import mask_secrets
 from experiments.config import compose_config
-from experiments.study.driver import prepare, sampler_seed, search, start_study
+from experiments.study.driver import SearchSetup, prepare, sampler_seed, search, start_study
 from experiments.study.identity import StudyMismatchError
 from experiments.study.storage import StorageError, make_storage
 from tests.support import (
@@ -55,9 +55,11 @@ def group_gone(group: int) -> bool:
 
 # ------------------------------------------------------------------------------- signals
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_stop_signal_fails_the_running_trial_which_is_retried_on_resume(
+# Ctrl-C to a one-worker command, a scheduler's SIGTERM to a command with two workers.
+@pytest.mark.parametrize(
+    ("signum", "code", "workers"), [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2)]
+)
+def test_a_stop_signal_fails_the_running_trial_and_enqueues_it_again(
     synthetic_root: Path, tmp_path: Path, signum: int, code: int, workers: int
 ) -> None:
     arguments = merged(
@@ -99,13 +101,19 @@ def test_a_stop_signal_fails_the_running_trial_which_is_retried_on_resume(
     assert {t.number for t in interrupted} <= retries
 
 
-@pytest.mark.slow
-def test_an_interrupted_reference_design_is_measured_once_in_the_end(
-    synthetic_root: Path, tmp_path: Path
-) -> None:
+@pytest.fixture
+def one_reference(synthetic_root: Path, tmp_path: Path) -> tuple[dict, SearchSetup, optuna.Study]:
+    """A started tiny study whose only first trial is Xception B: (config, setup, study)."""
     config = tiny_config(synthetic_root, tmp_path, "study.reference_designs=[xception_b]")
     setup = prepare(config)
-    study = start_study(setup)
+    return config, setup, start_study(setup)
+
+
+@pytest.mark.slow
+def test_an_interrupted_reference_design_is_measured_once_in_the_end(
+    one_reference: tuple[dict, SearchSetup, optuna.Study], tmp_path: Path
+) -> None:
+    config, _, study = one_reference
     (reference,) = study.get_trials(states=(TrialState.WAITING,))
     # What an interrupted first trial leaves: the reference failed, no retry enqueued yet.
     with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize(), on purpose
@@ -167,11 +175,9 @@ def test_sampler_seeds_never_replay_a_draw() -> None:
 
 @pytest.mark.slow
 def test_an_architecture_proposed_twice_is_trained_once(
-    synthetic_root: Path, tmp_path: Path
+    one_reference: tuple[dict, SearchSetup, optuna.Study], tmp_path: Path
 ) -> None:
-    config = tiny_config(synthetic_root, tmp_path, "study.reference_designs=[xception_b]")
-    setup = prepare(config)
-    study = start_study(setup)
+    config, setup, study = one_reference
     ((params, _),) = setup.proposer.initial_trials()
     study.enqueue_trial(params)  # the same architecture, as a second command would propose it
     search(config)
@@ -195,7 +201,7 @@ def _open_together(url: str, barrier: threading.Barrier | None = None) -> None:
 
 def test_storage_creation_is_safe_when_raced(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
-    for attempt in range(3):
+    for attempt in range(2):
         url = f"sqlite:///{tmp_path}/race{attempt}.db"
         barrier = context.Barrier(4)
         processes = [context.Process(target=_open_together, args=(url, barrier)) for _ in range(4)]
