@@ -22,18 +22,33 @@ SYNTHETIC_STEPS_THAT_RANK_HEADS = 400
 
 def heads_ablation_spread(study: optuna.Study) -> tuple[str, float] | None:
     """The mean seed-to-seed standard deviation of mIoU over the variants of a heads ablation
-    stored beside `study` (`experiments.ablate +ablation=heads|heads_demo`), with its name."""
+    stored beside `study` (`experiments.ablate +ablation=heads|heads_demo`), with its name:
+    one measured on the same data, input size and training steps, or none."""
     storage = study._storage  # Optuna gives no public accessor to a study's storage
+    mine = study.user_attrs
     for summary in optuna.get_all_study_summaries(storage=storage):
         attrs = summary.user_attrs
         ablation = attrs.get(StudyKey.ABLATION) or {}
         if attrs.get(StudyKey.KIND) != KIND_ABLATION or ablation.get("name") != "heads":
+            continue
+        if not _same_measurement(attrs, mine):
             continue
         frame = load_trials(optuna.load_study(study_name=summary.study_name, storage=storage))
         stds = ablation_table(frame, ablation)["mIoU std"].dropna()
         if len(stds):
             return summary.study_name, float(stds.mean())
     return None
+
+
+def _same_measurement(theirs: Mapping[str, Any], mine: Mapping[str, Any]) -> bool:
+    def steps(attrs: Mapping[str, Any]) -> Any:
+        return (attrs.get(StudyKey.TRAINER) or {}).get("steps")
+
+    return (
+        theirs.get(StudyKey.DATASET) == mine.get(StudyKey.DATASET)
+        and theirs.get(StudyKey.INPUT_SIZE) == mine.get(StudyKey.INPUT_SIZE)
+        and steps(theirs) == steps(mine)
+    )
 
 
 def heads_verdict(
@@ -66,8 +81,9 @@ def heads_verdict(
     text = joined[:1].upper() + joined[1:] + "." if sentences else "No head has a trial."
     if spread is None:
         text += (
-            " No heads ablation is stored beside this study, so the seed-to-seed spread is not "
-            "measured here (`python -m experiments.ablate +ablation=heads_demo` measures it)."
+            " No heads ablation on the same data, input size and training steps is stored beside "
+            "this study, so the seed-to-seed spread is not measured here (`python -m "
+            "experiments.ablate +ablation=heads_demo` measures it for the demo)."
         )
     else:
         name, std = spread

@@ -43,7 +43,12 @@ def score_checkpoint(
     input_size = parse_size(cfg.input_size) if cfg.input_size else model.spec.input_size
     dataset_config: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
     if not dataset_chosen and checkpoint.dataset is not None:
-        dataset_config = {**checkpoint.dataset, **_dataset_settings(cfg)}
+        settings, deleted = _dataset_settings(cfg)
+        dataset_config = {
+            key: value
+            for key, value in {**checkpoint.dataset, **settings}.items()
+            if key not in deleted
+        }
     split = cfg.split or dataset_config["val_split"]
     dataset = CityscapesDataset(
         dataset_root(dataset_config), split, EvalTransform(input_size=input_size)
@@ -71,14 +76,21 @@ def score_checkpoint(
     return scores, summary
 
 
-def _dataset_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The `dataset.KEY=VALUE` overrides of the command line, resolved."""
-    keys = [
-        override.split("=")[0].lstrip("+~").removeprefix("dataset.")
-        for override in HydraConfig.get().overrides.task
-        if override.lstrip("+~").startswith("dataset.")
-    ]
-    return {key: OmegaConf.select(cfg.dataset, key) for key in keys}
+def _dataset_settings(cfg: DictConfig) -> tuple[dict[str, Any], set[str]]:
+    """The command line's `dataset.KEY=VALUE` settings (resolved) and `~dataset.KEY` deletions
+    (top-level keys: a dataset's config is flat)."""
+    settings: dict[str, Any] = {}
+    deleted: set[str] = set()
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=")[0].lstrip("+~")
+        if not key.startswith("dataset."):
+            continue
+        name = key.removeprefix("dataset.")
+        if override.startswith("~"):
+            deleted.add(name)
+        else:
+            settings[name] = OmegaConf.select(cfg.dataset, name)
+    return settings, deleted
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,19 @@ def resolve_spec(cfg: DictConfig) -> ArchSpec:
     return resolve_arch(str(cfg.arch), genes)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+@dataclass
+class PreparedRun:
+    """Everything checked and built before the first step: a wrong config fails here."""
+
+    cfg: DictConfig
+    spec: ArchSpec
+    trainer: Trainer
+    num_classes: int
+    run_dir: Path
+    dataset_config: dict[str, Any]
+
+
+def prepare_run(cfg: DictConfig) -> PreparedRun:
     spec = resolve_spec(cfg)
     runtime = init_runtime(cfg.device)
     trainer_config = TrainerConfig.from_dict(
@@ -74,12 +87,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     if cfg.resume and trainer.resume() and runtime.is_main:
         log.info("resumed from %s at step %d", trainer.checkpoint_path, trainer.step)
+    return PreparedRun(cfg, spec, trainer, num_classes, run_dir, dataset_config)
+
+
+def run(prepared: PreparedRun) -> dict[str, Any]:
+    """Train, evaluate, write `metrics.json`; an error here is a real failure, with its
+    traceback, not a configuration error."""
+    cfg, spec, trainer = prepared.cfg, prepared.spec, prepared.trainer
+    runtime, num_classes, run_dir = trainer.runtime, prepared.num_classes, prepared.run_dir
+    arch_label = Path(str(cfg.arch)).stem
     result = trainer.fit()
     cost = count_cost(spec, num_classes)
     metrics = {
         "arch": str(cfg.arch),
         "spec": spec.to_dict(),
-        "dataset": dataset_config,
+        "dataset": prepared.dataset_config,
         "miou": result.scores.miou,
         "per_class_iou": result.scores.per_class_iou,
         "pixel_accuracy": result.scores.pixel_accuracy,
@@ -111,10 +133,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         refuse_repeated_overrides(HydraConfig.get().overrides.task)
-        run(cfg)
+        prepared = prepare_run(cfg)
     except CONFIG_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    run(prepared)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ def run_study(name: str, storage: Path, overrides: list[str]) -> optuna.Study:
         [
             "+study=demo",
             f"study.name={name}",
+            # The DFA family from its two paper designs: the set of architectures measured.
+            "space=dfanet",
+            "study.reference_designs=[dfanet_a,dfanet_b]",
+            "study.first_trials_per_head=0",
             "sampler=random",
             "tracking=none",
             f"storage.url=sqlite:///{storage}",

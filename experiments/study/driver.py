@@ -264,11 +264,21 @@ def run_worker(
             counts = count_trials(study)
             print(progress_line(counts, settings.n_trials, started, at_start.finished), flush=True)
 
+    repeats = 0
     while True:
         raise_if_interrupted()  # a signal between trials stops the worker here
         counts = count_trials(study)
         if counts.finished >= settings.n_trials:
             return
+        # The rest of the target is being trained by other workers (a brute-force grid, once
+        # every cell is taken, would only propose finished cells again).
+        if counts.finished + counts.running >= settings.n_trials and not counts.waiting:
+            return
+        if repeats >= _MAX_REPEATS:
+            raise StudyAborted(
+                f"the sampler proposed {repeats} architectures in a row that were already "
+                "measured: the space looks exhausted (raise its ranges or lower study.n_trials)"
+            )
         # Failures of this command: a resumed study is not refused for old ones.
         if counts.failed - at_start.failed >= settings.max_failed_trials:
             raise StudyAborted(
@@ -282,6 +292,10 @@ def run_worker(
             catch=(Exception,),
             callbacks=[after_trial],
         )
+        repeats = repeats + 1 if count_trials(study).duplicates > counts.duplicates else 0
+
+
+_MAX_REPEATS = 20  # duplicates in a row after which a worker stops: the space is exhausted
 
 
 def _worker_process(config: dict[str, Any], worker: int, joined: bool, resumed_at: int) -> None:
@@ -328,7 +342,7 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
         while any(process.is_alive() for process in workers):
             time.sleep(1.0)
             line = progress_line(count_trials(study), settings.n_trials, started, at_start)
-            if line.split("|")[:6] != (last or "").split("|")[:6]:
+            if line.split("|")[:8] != (last or "").split("|")[:8]:  # counts, not times
                 print(line, flush=True)
                 last = line
     raise_if_interrupted()  # the workers have failed their trials and exited
@@ -397,10 +411,14 @@ def _run_and_report(cfg: DictConfig) -> None:
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         setup = prepare(config)
         check_writable(Path(config["output_dir"]) / "reports" / setup.settings.name)
+        raise_if_interrupted()  # stopped while indexing the data: no study touched
         study = start_study(setup)
     except CONFIG_ERRORS as error:
         print(f"error: {mask_secrets(str(error))}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as stop:
+        print(f"interrupted by {stop.signal_name} before any trial", file=sys.stderr)
+        raise
     output_dir = Path(config["output_dir"])
     try:
         run_study(setup, study)

@@ -34,8 +34,6 @@ MAY_CHANGE = (
     "tracking",
     "device",  # the device's kind (CPU or CUDA) is part of the definition, below
     "output_dir",
-    "ablation.baseline",  # the report's reference row only
-    "ablation.seeds",  # more seeds add trials of the same kind
 )
 DEFINING_SECTIONS = ("study", "dataset", "trainer", "space", "sampler", "ablation")
 

@@ -1,7 +1,7 @@
 """Ctrl-C, `kill`, `timeout` and a scheduler's SIGTERM, turned into an orderly stop.
 
 Inside `stop_on_signals()`, the first SIGINT or SIGTERM is recorded, and later ones are ignored
-until the process exits, so the cleanup is not itself cut short. Where it lands decides what
+until the context ends, so the cleanup is not itself cut short. Where it lands decides what
 happens:
 - inside a trial's own code (`armed()`), `Interrupted` is raised at once: the trial records
   why it failed ("interrupted by SIGTERM") and is enqueued again, Optuna stores it as FAIL;
@@ -57,11 +57,11 @@ def stop_on_signals() -> Iterator[None]:
     _State.received = None
     previous = {each: signal.signal(each, _handler) for each in STOP_SIGNALS}
     try:
-        yield
+        yield  # the cleanup after a signal runs in here, with the signals still ignored
     finally:
-        if _State.received is None:  # a process that was not stopped gets its handlers back
-            for each, old in previous.items():
-                signal.signal(each, old)
+        _State.received = None
+        for each, old in previous.items():
+            signal.signal(each, old)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ class Counts:
     pruned: int
     failed: int
     running: int
+    waiting: int
     front: int
 
     @property
@@ -33,11 +34,16 @@ def count_trials(study: optuna.Study) -> Counts:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return Counts(
         complete=len(complete),
-        infeasible=sum(bool(t.user_attrs.get(TrialKey.INFEASIBLE)) for t in complete),
+        infeasible=sum(
+            bool(t.user_attrs.get(TrialKey.INFEASIBLE))
+            and TrialKey.DUPLICATE_OF not in t.user_attrs
+            for t in complete
+        ),
         duplicates=sum(TrialKey.DUPLICATE_OF in t.user_attrs for t in complete),
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         running=states.count(TrialState.RUNNING),
+        waiting=states.count(TrialState.WAITING),
         front=len(study.best_trials) if complete else 0,
     )
 

@@ -58,10 +58,13 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         raise
     except Interrupted as stop:
         trial.set_user_attr(TrialKey.FAIL_REASON, str(stop))
-        kept = {k: v for k, v in trial.user_attrs.items() if k in _IDENTIFYING}
-        trial.study.enqueue_trial(
-            trial.params, user_attrs={**kept, TrialKey.RETRY_OF: trial.number}
-        )
+        # Its architecture was chosen (every parameter suggested): run it again. Stopped
+        # earlier, it has nothing to repeat: a first trial is enqueued again on the next start
+        # (`enqueue_missing_initial_trials`), a sampled one is sampled anew.
+        if TrialKey.SPEC in trial.user_attrs:
+            kept = {k: v for k, v in trial.user_attrs.items() if k in _IDENTIFYING}
+            retry = {**kept, TrialKey.RETRY_OF: trial.number}
+            trial.study.enqueue_trial(trial.params, user_attrs=retry)
         raise
     except Exception as error:
         trial.set_user_attr(TrialKey.FAIL_REASON, f"{type(error).__name__}: {error}")
