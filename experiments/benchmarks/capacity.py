@@ -10,20 +10,13 @@ resolution) and training time. The README's capacity table comes from this scrip
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
-import torch
 from cityscapesscripts.helpers.labels import name2label
 
-from experiments.config import compose_option
-from experiments.data.from_config import build_datasets
-from experiments.training.runtime import Runtime, resolve_device
-from experiments.training.trainer import Trainer, TrainerConfig
-from search_space.arch_source import parse_size
+from experiments.benchmarks.scoring import Bench
 from search_space.cli import CommandParser
 from search_space.cost import count_madds
-from search_space.model import build
 from search_space.registry import get_arch
 
 THIN_TRAIN_IDS = tuple(
@@ -38,18 +31,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the demo trainer's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=Path("outputs/capacity.md"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (dataset=..., trainer=...)")
     args = parser.parse_args()
-    dataset = compose_option("dataset", "synthetic")
-    trainer_values = compose_option("trainer", "demo")
-    trainer_values.update(progress=False, eval_every=0)
-    if args.steps:
-        trainer_values["steps"] = args.steps
-    config = TrainerConfig.from_dict(trainer_values)
-    size = parse_size(dataset["input_size"])
-    train, val, num_classes = build_datasets(
-        dataset, input_size=size, scale_range=config.scale_range
-    )
-    device = resolve_device("auto")
+    bench = Bench.from_conf(args.overrides)
+    config = bench.trainer_config(**({"steps": args.steps} if args.steps else {}))
+    size = bench.input_size
     seeds = ", ".join(str(seed) for seed in args.seeds)
     rows = [
         f"| architecture | GMAdds @ {size[0]}x{size[1]} | params M | mIoU (seeds {seeds}) "
@@ -60,15 +46,11 @@ def main() -> None:
         spec = get_arch(name).replace(input_size=size)
         mious, thin, seconds = [], [], []
         for seed in args.seeds:
-            torch.manual_seed(seed)
-            trainer = Trainer(build(spec, num_classes), train, val, config, Runtime(device),
-                              num_classes=num_classes, seed=seed)  # fmt: skip
-            started = time.perf_counter()
-            scores = trainer.fit().scores
-            seconds.append(time.perf_counter() - started)
+            scores, elapsed = bench.score(spec, config, seed)
+            seconds.append(elapsed)
             mious.append(100 * scores.miou)
             thin.append(100 * statistics.fmean(scores.per_class_iou[i] for i in THIN_TRAIN_IDS))
-        cost = count_madds(spec, num_classes)
+        cost = count_madds(spec, bench.num_classes)
         each = " / ".join(f"{miou:.1f}" for miou in mious)
         rows.append(
             f"| {name} | {cost.gmadds:.3f} | {cost.params / 1e6:.2f} | "

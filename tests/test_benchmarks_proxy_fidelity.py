@@ -1,0 +1,49 @@
+"""The proxy-fidelity benchmark: its rank statistics by hand, and a tiny real run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from experiments.benchmarks.proxy_fidelity import main, noise_floor, rank_agreement
+from tests.support import INPUT_SIZE, SMALL
+
+
+def test_rank_agreement_by_hand() -> None:
+    same = rank_agreement([10, 20, 30, 40], [1, 2, 3, 4], top_k=2)
+    assert (same.kendall_tau, same.spearman_rho, same.top_k_overlap) == (1.0, 1.0, 2)
+    reversed_ = rank_agreement([10, 20, 30, 40], [4, 3, 2, 1], top_k=2)
+    assert (reversed_.kendall_tau, reversed_.spearman_rho, reversed_.top_k_overlap) == (-1, -1, 0)
+    # One swap among four: 5 concordant pairs, 1 discordant -> tau = 4/6.
+    swap = rank_agreement([1, 2, 3, 4], [1, 2, 4, 3], top_k=1)
+    assert swap.kendall_tau == pytest.approx(4 / 6) and swap.top_k_overlap == 0
+
+
+def test_noise_floor_is_the_mean_seed_std() -> None:
+    assert noise_floor([[1.0, 3.0], [2.0, 2.0]]) == pytest.approx(math.sqrt(2) / 2)
+    assert math.isnan(noise_floor([[1.0], [2.0]]))
+
+
+@pytest.mark.slow
+def test_a_tiny_run_prints_the_table_and_the_agreement(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = [
+        f"dataset.root={synthetic_root}", *(f"dataset.{k}={v}" for k, v in SMALL.items()),
+        f"input_size={INPUT_SIZE[0]}x{INPUT_SIZE[1]}", "trainer.batch_size=2",
+        "trainer.eval_batch_size=6", "trainer.warmup_steps=1",
+    ]  # fmt: skip
+    out = tmp_path / "fidelity.md"
+    code = main(["--archs", "2", "--short", "2", "--long", "4", "--seeds", "0", "1",
+                 "--top-k", "2", "--out", str(out), *overrides])  # fmt: skip
+    assert code == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "dfanet_a", "dfanet_b", "random 0", "random 1",
+    ]  # fmt: skip
+    assert "Kendall's tau" in text and "top-2 overlap" in text and "over 4 architectures" in text
+    assert "noise floor" in text and "nan" not in text.split("noise floor")[1]
+    assert "saved" in capsys.readouterr().out
