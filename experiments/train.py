@@ -32,6 +32,11 @@ from search_space.spec import ArchSpec
 log = logging.getLogger("experiments.train")
 
 
+def arch_label(cfg: DictConfig) -> str:
+    """The architecture's name as folders and messages show it (a genes file by its stem)."""
+    return Path(str(cfg.arch)).stem
+
+
 def resolve_spec(cfg: DictConfig) -> ArchSpec:
     if "arch" not in cfg:
         raise ValueError("name an architecture: python -m experiments.train +arch=dfanet_a")
@@ -65,9 +70,8 @@ def prepare_run(cfg: DictConfig) -> PreparedRun:
         input_size=spec.input_size,  # type: ignore[arg-type]
         scale_range=trainer_config.scale_range,
     )
-    arch_label = Path(str(cfg.arch)).stem
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.run_dir or Path(cfg.output_dir) / "train" / arch_label / stamp)
+    run_dir = Path(cfg.run_dir or Path(cfg.output_dir) / "train" / arch_label(cfg) / stamp)
     seed_everything(cfg.seed)
     model = build(spec, num_classes)
     if cfg.pretrained_backbone:
@@ -95,7 +99,6 @@ def run(prepared: PreparedRun) -> dict[str, Any]:
     traceback, not a configuration error."""
     cfg, spec, trainer = prepared.cfg, prepared.spec, prepared.trainer
     runtime, num_classes, run_dir = trainer.runtime, prepared.num_classes, prepared.run_dir
-    arch_label = Path(str(cfg.arch)).stem
     result = trainer.fit()
     cost = count_cost(spec, num_classes)
     metrics = {
@@ -122,7 +125,7 @@ def run(prepared: PreparedRun) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(
-            f"{arch_label}: mIoU {100 * result.scores.miou:.2f} after {result.steps} steps, "
+            f"{arch_label(cfg)}: mIoU {100 * result.scores.miou:.2f} after {result.steps} steps, "
             f"{cost.gmadds:.2f} GMAdds, {cost.params / 1e6:.2f} M params, "
             f"{result.images_per_second:.1f} img/s -> {run_dir / 'metrics.json'}"
         )

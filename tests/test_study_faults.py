@@ -198,9 +198,8 @@ def _open(url: str) -> None:
     )
 
 
-def _open_together(url: str, barrier: threading.Barrier | None = None) -> None:
-    if barrier is not None:
-        barrier.wait(timeout=60)  # every process reaches the creation at the same moment
+def _open_together(url: str, barrier: threading.Barrier) -> None:
+    barrier.wait(timeout=60)  # every process reaches the creation at the same moment
     _open(url)
 
 
