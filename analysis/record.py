@@ -62,6 +62,14 @@ class TrialKey:
     PRUNE_REASON: Final = "prune_reason"
     RETRY_OF: Final = "retry_of"  # the number of the interrupted trial this one runs again
     DUPLICATE_OF: Final = "duplicate_of"  # the finished trial whose result this one reuses
+    # A study with a multi-fidelity schedule (experiments.study.schedule): an architecture is
+    # a lineage of trials, one per rung it reached, each continuing the checkpoint of the one
+    # below; only the lineage's last trial is its result.
+    RUNG: Final = "rung"  # the rung this trial trained to (0: the first)
+    RUNG_RESULTS: Final = "rung_results"  # [[rung, steps, mIoU], ...]: the lineage's, so far
+    PROMOTED_FROM: Final = "promoted_from"  # the trial at the rung below whose training it continued
+    RESUMED_FROM_STEP: Final = "resumed_from_step"  # the step its training started from
+    CHECKPOINT: Final = "checkpoint"  # where its weights were written (a later rung reads them)
 
 
 class Constraint:
@@ -89,6 +97,7 @@ class StudyKey:
     CONFIG: Final = "config"  # the whole composed configuration, passwords masked
     DEFINITION: Final = "definition"  # the settings a resume must not change (flat, dotted)
     INITIALISED: Final = "initialised"  # set once the study is described
+    SCHEDULE: Final = "schedule"  # {"rungs": [steps, ...], "reduction": r, "stratify": gene}
 
 
 KIND_SEARCH: Final = "search"
@@ -98,6 +107,8 @@ KIND_ABLATION: Final = "ablation"
 STATUS_FINISHED: Final = "finished"  # complete and feasible: it may be on the front
 STATUS_INFEASIBLE: Final = "infeasible"  # complete but over a budget: never trained
 STATUS_DUPLICATE: Final = "duplicate"  # complete, reusing an earlier trial's result: no new point
+STATUS_PROMOTED: Final = "promoted"  # complete at a rung, continued at the next: superseded
+STATUS_STOPPED: Final = "stopped"  # complete at a rung below the study's highest, not promoted
 STATUS_PRUNED: Final = "pruned"
 STATUS_FAILED: Final = "failed"
 STATUS_RUNNING: Final = "running"

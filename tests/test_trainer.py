@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from experiments.data import (
 )
 from experiments.training.metrics import ConfusionMatrix
 from experiments.training.runtime import Runtime
+from experiments.training.stream import TrainingStream
 from experiments.training.trainer import (
     NonFiniteLossError,
     Trainer,
@@ -105,6 +107,45 @@ def test_resume_continues_from_the_checkpoint(synthetic_root: Path, tmp_path: Pa
     assert [step for step, _ in result.curve] == [3, 6, 9, 10]
     assert len(result.losses) == 10
     assert not make_trainer(synthetic_root, tmp_path / "empty").resume()
+
+
+def test_a_run_stopped_and_resumed_is_the_run_that_never_stopped(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """What a promoted trial of a multi-fidelity study relies on: the data stream and the
+    schedule follow the step, so stopping at step 4 and resuming from the checkpoint in a new
+    trainer gives the same weights, losses and curve as training straight to step 8."""
+    straight = make_trainer(synthetic_root, steps=8, eval_every=4)
+    expected = straight.fit()
+    stopped = make_trainer(synthetic_root, tmp_path, steps=8, eval_every=4)
+    partial = stopped.fit(until=4)
+    assert partial.steps == 4 and [step for step, _ in partial.curve] == [4]
+    resumed = make_trainer(synthetic_root, tmp_path / "elsewhere", steps=8, eval_every=4)
+    assert resumed.resume(tmp_path / "checkpoint.pt")
+    result = resumed.fit()
+    assert result.losses == expected.losses
+    assert result.curve == expected.curve
+    for key, value in resumed.module.state_dict().items():
+        assert torch.equal(value, straight.module.state_dict()[key]), key
+    with pytest.raises(ValueError, match="cannot train to step 3: the run is at step 8"):
+        resumed.fit(until=3)
+
+
+def test_the_stream_gives_every_process_its_share_of_the_same_global_batches() -> None:
+    single = list(itertools.islice(TrainingStream(10, batch_size=4, seed=3), 12))
+    ranks = [
+        list(itertools.islice(TrainingStream(10, batch_size=4, seed=3, rank=r, world_size=2), 6))
+        for r in (0, 1)
+    ]
+    for step in range(3):
+        batch = single[4 * step : 4 * step + 4]
+        shares = ranks[0][2 * step : 2 * step + 2] + ranks[1][2 * step : 2 * step + 2]
+        assert sorted(shares) == sorted(batch)
+    # Two batches an epoch (the incomplete third is dropped), each epoch its own permutation.
+    assert len({index for index, _ in single[:8]}) == 8
+    assert single[8][1][1] == 1  # step 2 is epoch 1's first batch
+    resumed = list(itertools.islice(TrainingStream(10, batch_size=4, seed=3, start_step=2), 4))
+    assert resumed == single[8:12]
 
 
 def test_the_checkpoint_is_written_before_the_final_evaluation(

@@ -210,7 +210,9 @@ def check_label_ids(label_ids: np.ndarray, path: Path) -> None:
 class CityscapesDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Items are `transform(image, train_ids, rng)`; `samples[i]` names item i's files and id.
 
-    The transform's random generator is created lazily in each process from
+    The trainer reads items through `item(index, rng)` with a generator of each item's own
+    (`experiments.training.stream`), so that its runs resume exactly. Indexing (`dataset[i]`)
+    uses this process's generator, created lazily in each process from
     `torch.initial_seed()`. A DataLoader worker's torch seed is `base_seed + worker_id`, with
     `base_seed` drawn from the main process's torch generator every time an iterator starts, so
     workers get distinct streams, each epoch gets fresh augmentations, and `torch.manual_seed`
@@ -243,8 +245,12 @@ class CityscapesDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.item(index, self.generator())
+
+    def item(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item `index` augmented with `rng` (the trainer's stream seeds one per item)."""
         image, label = self._load(index)
-        return self.transform(image, label, self.generator())
+        return self.transform(image, label, rng)
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cache is None:

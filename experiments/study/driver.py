@@ -27,6 +27,7 @@ import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from analysis.ablation import ablation_table, format_ablation
@@ -47,6 +48,7 @@ from experiments.study.interrupts import (
 from experiments.study.progress import count_trials, progress_line
 from experiments.study.proposers import AblationProposer, Proposer, SpaceProposer
 from experiments.study.samplers import make_sampler
+from experiments.study.schedule import Schedule
 from experiments.study.settings import StudySettings
 from experiments.study.storage import make_storage
 from experiments.study.tracking import make_tracker
@@ -77,6 +79,7 @@ class SearchSetup:
     train_set: CityscapesDataset
     val_set: CityscapesDataset
     num_classes: int
+    schedule: Schedule | None
     # Set by `start_study`, for `sampler_seed`: the study had running trials of another
     # command; how many trials it held when this command started.
     joined: bool = False
@@ -93,6 +96,21 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
     settings = StudySettings.from_dict(config["study"])
     input_size = settings.input_size or parse_size(config["dataset"]["input_size"])
     proposer: Proposer
+    trainer_config = TrainerConfig.from_dict(dict(config["trainer"]))
+    schedule = None
+    if settings.schedule.enabled:
+        if "ablation" in config:
+            raise ValueError(
+                "study.schedule.enabled: an ablation trains every variant and seed to the "
+                "same budget; turn the schedule off"
+            )
+        schedule = Schedule(
+            settings.schedule.rungs(trainer_config.steps),
+            settings.schedule.reduction,
+            settings.schedule.stratify,
+            tuple(StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
+                  for d in settings.directions),
+        )  # fmt: skip
     if "ablation" in config:
         # An ablation is a grid of (variant, seed): every trial is enqueued, brute force
         # serves whatever a restart or an extra worker asks for beyond them.
@@ -110,13 +128,19 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
         for name in settings.reference_designs:
             get_arch(name)  # an unknown name fails here, listing the registry
         sampler_config = dict(config["sampler"])
-    trainer_config = TrainerConfig.from_dict(dict(config["trainer"]))
     datasets = build_datasets(  # indexes and checks every file of the dataset
         config["dataset"], input_size=input_size, scale_range=trainer_config.scale_range
     )
     make_sampler(sampler_config, settings.seed)
     return SearchSetup(
-        dict(config), settings, proposer, trainer_config, input_size, sampler_config, *datasets
+        dict(config),
+        settings,
+        proposer,
+        trainer_config,
+        input_size,
+        sampler_config,
+        *datasets,
+        schedule=schedule,
     )
 
 
@@ -212,6 +236,7 @@ def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
         StudyKey.TRAINER: dict(config["trainer"]),
         StudyKey.VERSIONS: {k: facts[k] for k in ("python", "torch", "optuna", "git_commit")},
         StudyKey.CONFIG: masked_config(config),
+        **({StudyKey.SCHEDULE: setup.schedule.describe()} if setup.schedule else {}),
     }.items():
         study.set_user_attr(key, value)
     study.set_user_attr(StudyKey.INITIALISED, True)
@@ -256,6 +281,7 @@ def run_worker(
         tracker=make_tracker(config["tracking"]),
         output_dir=Path(config["output_dir"]) / "studies",
         dataset=config["dataset"],
+        schedule=setup.schedule,
     )
     started, at_start = time.monotonic(), count_trials(study)
 
@@ -268,12 +294,15 @@ def run_worker(
     while True:
         raise_if_interrupted()  # a signal between trials stops the worker here
         counts = count_trials(study)
-        if counts.finished >= settings.n_trials:
-            return
-        # The rest of the target is being trained by other workers (a brute-force grid, once
-        # every cell is taken, would only propose finished cells again).
-        if counts.finished + counts.running >= settings.n_trials and not counts.waiting:
-            return
+        # A promotion comes before a new architecture, and after the target is reached: the
+        # study ends with every rung's best trials trained on.
+        if not _enqueue_promotion(study, setup.schedule):
+            if counts.finished >= settings.n_trials:
+                return
+            # The rest of the target is being trained by other workers (a brute-force grid,
+            # once every cell is taken, would only propose finished cells again).
+            if counts.finished + counts.running >= settings.n_trials and not counts.waiting:
+                return
         if repeats >= _MAX_REPEATS:
             raise StudyAborted(
                 f"the sampler proposed {repeats} architectures in a row that were already "
@@ -296,6 +325,17 @@ def run_worker(
 
 
 _MAX_REPEATS = 20  # duplicates in a row after which a worker stops: the space is exhausted
+
+
+def _enqueue_promotion(study: optuna.Study, schedule: Schedule | None) -> bool:
+    """Enqueue the schedule's next promotion, if it has one; the next trial asked runs it."""
+    if schedule is None:
+        return False
+    promotion = schedule.next_promotion(study.get_trials(deepcopy=False))
+    if promotion is None:
+        return False
+    study.enqueue_trial(promotion.parent.params, user_attrs=promotion.user_attrs())
+    return True
 
 
 def _worker_process(config: dict[str, Any], worker: int, joined: bool, resumed_at: int) -> None:
@@ -342,7 +382,7 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
         while any(process.is_alive() for process in workers):
             time.sleep(1.0)
             line = progress_line(count_trials(study), settings.n_trials, started, at_start)
-            if line.split("|")[:8] != (last or "").split("|")[:8]:  # counts, not times
+            if line.split("|")[:9] != (last or "").split("|")[:9]:  # counts, not times
                 print(line, flush=True)
                 last = line
     raise_if_interrupted()  # the workers have failed their trials and exited

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from analysis.load import load_trials
+from analysis.pareto import pareto_front
 from analysis.record import TrialKey
 
 
@@ -16,22 +18,22 @@ class Counts:
     complete: int
     infeasible: int
     duplicates: int  # complete by reusing an earlier trial's result
+    promotions: int  # complete at a higher rung of a multi-fidelity schedule
     pruned: int
     failed: int
     running: int
     waiting: int
     front: int
-
-    @property
-    def finished(self) -> int:
-        """Toward the target: a duplicate measured nothing new, so it does not count."""
-        return self.complete - self.duplicates + self.pruned
+    finished: int  # toward the target: architectures (a duplicate or promotion is no new one)
 
 
 def count_trials(study: optuna.Study) -> Counts:
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    duplicates = [t for t in complete if TrialKey.DUPLICATE_OF in t.user_attrs]
+    promotions = [t for t in trials if TrialKey.PROMOTED_FROM in t.user_attrs]
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
     return Counts(
         complete=len(complete),
         infeasible=sum(
@@ -39,12 +41,22 @@ def count_trials(study: optuna.Study) -> Counts:
             and TrialKey.DUPLICATE_OF not in t.user_attrs
             for t in complete
         ),
-        duplicates=sum(TrialKey.DUPLICATE_OF in t.user_attrs for t in complete),
+        duplicates=len(duplicates),
+        promotions=sum(
+            t.state == TrialState.COMPLETE and TrialKey.DUPLICATE_OF not in t.user_attrs
+            for t in promotions
+        ),
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         running=states.count(TrialState.RUNNING),
         waiting=states.count(TrialState.WAITING),
-        front=len(study.best_trials) if complete else 0,
+        front=len(pareto_front(load_trials(study))) if complete else 0,
+        finished=sum(
+            t.state in done
+            and TrialKey.DUPLICATE_OF not in t.user_attrs
+            and TrialKey.PROMOTED_FROM not in t.user_attrs
+            for t in trials
+        ),
     )
 
 
@@ -55,8 +67,10 @@ def progress_line(counts: Counts, target: int, started: float, finished_at_start
     eta = f"{elapsed / done_here * remaining:.0f}s" if done_here else "?"
     return (
         f"[study] finished {counts.finished}/{target} | feasible "
-        f"{counts.complete - counts.infeasible - counts.duplicates} | infeasible "
-        f"{counts.infeasible} | duplicates {counts.duplicates} | pruned "
+        f"{counts.complete - counts.infeasible - counts.duplicates - counts.promotions} | "
+        f"infeasible "
+        f"{counts.infeasible} | duplicates {counts.duplicates} | promoted "
+        f"{counts.promotions} | pruned "
         f"{counts.pruned} | failed {counts.failed} | running {counts.running} | front "
         f"{counts.front} | {elapsed:.0f}s elapsed, ETA {eta}"
     )

@@ -10,6 +10,7 @@ from typing import Any
 from analysis.record import objective_directions, objective_names
 from experiments.config import check_at_least, checked_section
 from experiments.study.early_stopping import EarlyStoppingConfig
+from experiments.study.schedule import ScheduleConfig
 from search_space.arch_source import parse_size
 from search_space.deploy import DTYPES
 
@@ -55,9 +56,17 @@ class StudySettings:
     latency_budget_ms: float | None  # above it a trial is infeasible, never trained
     latency: LatencyMeasurement
     early_stopping: EarlyStoppingConfig
+    schedule: ScheduleConfig
 
     def __post_init__(self) -> None:
         check_at_least(self, "study", ("n_trials", "n_workers", "max_failed_trials"), 1)
+        if self.schedule.enabled and self.early_stopping.enabled:
+            # Two rules deciding which trials train on would fight; the schedule subsumes
+            # early stopping (a trial not promoted stops at its rung).
+            raise ValueError(
+                "study.schedule.enabled and study.early_stopping.enabled are both true: "
+                "choose one (the schedule stops at each rung the trials it does not promote)"
+            )
         if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
             raise ValueError(f"study.latency_budget_ms must be > 0, got {self.latency_budget_ms}")
 
@@ -91,5 +100,6 @@ class StudySettings:
                 "reference_designs": tuple(values["reference_designs"]),
                 "latency": LatencyMeasurement.from_dict(values["latency"]),
                 "early_stopping": EarlyStoppingConfig.from_dict(values["early_stopping"]),
+                "schedule": ScheduleConfig.from_dict(values["schedule"]),
             }
         )

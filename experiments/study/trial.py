@@ -7,6 +7,7 @@ commit, seed, and the reason when it failed or was stopped.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from experiments.data import CityscapesDataset
 from experiments.study.early_stopping import MultiObjectiveStopper
 from experiments.study.interrupts import Interrupted, armed
 from experiments.study.proposers import Proposer
+from experiments.study.schedule import LIVE_STATES, Schedule
 from experiments.study.settings import LatencyMeasurement, StudySettings
 from experiments.study.tracking import TrialTracker
 from experiments.training.runtime import Runtime, environment_facts
@@ -29,6 +31,8 @@ from search_space.cost import count_madds, fvcore_default_total
 from search_space.latency import CHEAP, LatencyResult, measure_latency
 from search_space.model import build
 from search_space.spec import ArchSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class TrialContext:
     tracker: TrialTracker
     output_dir: Path
     dataset: dict[str, Any]  # its config, recorded in each trial's checkpoint
+    schedule: Schedule | None  # the multi-fidelity schedule, when the study has one
 
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
@@ -72,19 +77,31 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
 
 
 # What makes an enqueued trial the one it stands for (a paper design, an ablation's cell).
-_IDENTIFYING = (TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED, TrialKey.FIRST_DRAW)
+_IDENTIFYING = (
+    TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED, TrialKey.FIRST_DRAW,
+    TrialKey.PROMOTED_FROM, TrialKey.RUNG,
+)  # fmt: skip
 _NOT_REUSED = (
     TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.RETRY_OF,
     TrialKey.WALL_SECONDS, TrialKey.TRAIN_SECONDS, TrialKey.FAIL_REASON,
+    TrialKey.PROMOTED_FROM, TrialKey.RESUMED_FROM_STEP, TrialKey.CHECKPOINT,
 )  # fmt: skip
+# Measured once per architecture: a promotion keeps its parent's figure (latency varies from
+# one measurement to the next, and a lineage's objectives must not).
+_INHERITED = (TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS)
 
 
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     settings = context.settings
     spec, seed = context.proposer.propose(trial)
+    parent = _parent(trial)
+    if context.schedule is not None and parent is None:
+        trial.set_user_attr(TrialKey.RUNG, 0)
     twin = _finished_twin(trial, spec, seed)
     if twin is not None:
         return _reuse(trial, twin)
+    if parent is not None:
+        _refuse_a_second_promotion(trial, parent)
     cost = count_madds(spec, context.num_classes)
     attrs: dict[str, Any] = {
         TrialKey.SPEC: spec.to_dict(),
@@ -95,10 +112,14 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         **environment_facts(context.runtime.device),
     }
     costs = {TrialKey.GMADDS: cost.gmadds}
-    if settings.measures_latency:
+    if parent is not None:
+        attrs.update({k: parent.user_attrs[k] for k in _INHERITED if k in parent.user_attrs})
+    elif settings.measures_latency:
         latency = _measure_latency(spec, settings.latency, context)
         attrs[TrialKey.LATENCY_RESULT] = latency.to_dict()
-        costs[TrialKey.LATENCY_MS] = attrs[TrialKey.LATENCY_MS] = latency.median_ms
+        attrs[TrialKey.LATENCY_MS] = latency.median_ms
+    if TrialKey.LATENCY_MS in attrs:
+        costs[TrialKey.LATENCY_MS] = attrs[TrialKey.LATENCY_MS]
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     values = (cost.gmadds, *([costs[TrialKey.LATENCY_MS]] if settings.latency_objective else []))
@@ -111,7 +132,7 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     state = "FAIL"
     try:
         trial.set_user_attr(TrialKey.FVCORE_TOTAL, fvcore_default_total(spec, context.num_classes))
-        result = _train(trial, spec, seed, costs, context)
+        result = _train(trial, spec, seed, costs, context, parent)
         state = "COMPLETE"
     except optuna.TrialPruned:
         state = "PRUNED"
@@ -131,18 +152,46 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         ],
     }.items():
         trial.set_user_attr(key, value)
+    if context.schedule is not None:
+        below = parent.user_attrs.get(TrialKey.RUNG_RESULTS, []) if parent is not None else []
+        rung = trial.user_attrs[TrialKey.RUNG]
+        trial.set_user_attr(TrialKey.RUNG_RESULTS, [*below, [rung, result.steps, miou]])
     tracker.log({MIOU: miou, GMADDS: cost.gmadds})
     return miou, *values
 
 
+def _parent(trial: optuna.Trial) -> FrozenTrial | None:
+    """The trial at the rung below whose training a promoted trial continues."""
+    number = trial.user_attrs.get(TrialKey.PROMOTED_FROM)
+    if number is None:
+        return None
+    return trial.study.get_trials(deepcopy=False)[number]
+
+
+def _refuse_a_second_promotion(trial: optuna.Trial, parent: FrozenTrial) -> None:
+    """Two workers that chose the same promotion at the same moment: the older one trains it,
+    this one stops at once (PRUNED, counted nowhere)."""
+    for other in trial.study.get_trials(deepcopy=False, states=LIVE_STATES):
+        if other.number < trial.number and other.user_attrs.get(TrialKey.PROMOTED_FROM) == (
+            parent.number
+        ):
+            reason = f"trial {parent.number} is already promoted by trial {other.number}"
+            trial.set_user_attr(TrialKey.PRUNE_REASON, reason)
+            raise optuna.TrialPruned(reason)
+
+
 def _finished_twin(trial: optuna.Trial, spec: ArchSpec, seed: int) -> FrozenTrial | None:
-    """A finished trial of the same architecture and training seed: its result stands, and
-    training it again would only spend the budget twice (samplers do propose a point twice,
-    and two commands started together may propose the same one)."""
-    genes = spec.to_dict()
+    """A finished trial of the same architecture, training seed and rung: its result stands,
+    and training it again would only spend the budget twice (samplers do propose a point
+    twice, and two commands started together may propose the same one)."""
+    genes, rung = spec.to_dict(), trial.user_attrs.get(TrialKey.RUNG)
     for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         attrs = other.user_attrs
-        if attrs.get(TrialKey.SPEC) == genes and attrs.get(TrialKey.SEED) == seed:
+        if (
+            attrs.get(TrialKey.SPEC) == genes
+            and attrs.get(TrialKey.SEED) == seed
+            and attrs.get(TrialKey.RUNG) == rung
+        ):
             return other
     return None
 
@@ -192,9 +241,15 @@ def _breaks_a_budget(trial: optuna.Trial, settings: StudySettings, costs: dict[s
 
 
 def _train(
-    trial: optuna.Trial, spec: ArchSpec, seed: int, costs: dict[str, float], context: TrialContext
+    trial: optuna.Trial,
+    spec: ArchSpec,
+    seed: int,
+    costs: dict[str, float],
+    context: TrialContext,
+    parent: FrozenTrial | None,
 ) -> TrainResult:
-    settings, config = context.settings, context.trainer_config
+    settings, config, schedule = context.settings, context.trainer_config, context.schedule
+    until = config.steps if schedule is None else schedule.rungs[trial.user_attrs[TrialKey.RUNG]]
     # The costs a trial that stops this one must not exceed: its objectives besides mIoU.
     stopper = MultiObjectiveStopper(
         settings.early_stopping,
@@ -207,7 +262,7 @@ def _train(
         curve.append([step, 100.0 * miou])
         trial.set_user_attr(TrialKey.CURVE, curve)
         context.tracker.log({"val/mIoU": 100.0 * miou}, step=step)
-        if step >= config.steps:
+        if step >= until:
             return  # the final evaluation is the result, not a reason to stop
         reason = stopper.reason_to_stop(step, 100.0 * miou)
         if reason is not None:
@@ -215,6 +270,8 @@ def _train(
             trial.set_user_attr(TrialKey.STEPS, step)
             raise optuna.TrialPruned(reason)
 
+    # A scheduled trial always keeps its checkpoint: the next rung continues from it.
+    keep = settings.keep_checkpoints or schedule is not None
     run_dir = context.output_dir / settings.name / f"trial_{trial.number:04d}"
     torch.manual_seed(seed)
     started = time.perf_counter()
@@ -225,12 +282,30 @@ def _train(
         config,
         context.runtime,
         num_classes=context.num_classes,
-        run_dir=run_dir if settings.keep_checkpoints else None,
+        run_dir=run_dir if keep else None,
         on_evaluation=on_evaluation,
         seed=seed,
         dataset=context.dataset,
     )
+    if parent is not None:
+        _continue(trainer, parent, trial)
+        curve.extend([step, 100.0 * miou] for step, miou in trainer.curve)
+    if trainer.checkpoint_path is not None:
+        trial.set_user_attr(TrialKey.CHECKPOINT, str(trainer.checkpoint_path))
     try:
-        return trainer.fit()
+        return trainer.fit(until=until)
     finally:
         trial.set_user_attr(TrialKey.WALL_SECONDS, time.perf_counter() - started)
+
+
+def _continue(trainer: Trainer, parent: FrozenTrial, trial: optuna.Trial) -> None:
+    """Resume the parent's checkpoint. Training is a function of the seed and the step
+    (`experiments.training.stream`), so where the file is missing (another host's disk, a
+    cleaned folder) training from scratch reaches the same network, only later."""
+    path = parent.user_attrs.get(TrialKey.CHECKPOINT)
+    if path is None or not trainer.resume(Path(path)):
+        log.warning(
+            "trial %d: the checkpoint of trial %d (%s) is missing; training from step 0",
+            trial.number, parent.number, path,
+        )  # fmt: skip
+    trial.set_user_attr(TrialKey.RESUMED_FROM_STEP, trainer.step)

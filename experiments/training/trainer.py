@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from experiments.config import check_at_least, checked_section
@@ -26,6 +26,7 @@ from experiments.training.evaluation import autocast_for, eval_loader, evaluate
 from experiments.training.losses import LossConfig, SegmentationLoss
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import Runtime
+from experiments.training.stream import SeededItems, TrainingStream
 from search_space.model import SegmentationNet, build
 from search_space.outputs import TrainOutput
 from search_space.spec import ArchSpec
@@ -153,7 +154,17 @@ class Trainer:
         use_fp16 = cuda and config.amp and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
         self.loss = SegmentationLoss(config.loss)
-        self.train_loader = self._train_loader(train_set)
+        if config.batch_size % runtime.world_size:
+            raise ValueError(
+                f"trainer.batch_size={config.batch_size} must be divisible by the number of "
+                f"processes ({runtime.world_size})"
+            )
+        if len(train_set) < config.batch_size:  # type: ignore[arg-type]
+            raise ValueError(
+                f"the training set has {len(train_set)} images, fewer than one batch "  # type: ignore[arg-type]
+                f"({config.batch_size})"
+            )
+        self.train_set = train_set
         self.val_loader = eval_loader(
             val_set, runtime, config.eval_batch_size, min(config.num_workers, 2)
         )
@@ -165,57 +176,48 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ data
     def _train_loader(self, dataset: Dataset[tuple[Tensor, Tensor]]) -> DataLoader:
+        """Batches from the current step on (`stream.TrainingStream`): after `resume` the
+        loader continues where the checkpointed run was."""
         config, runtime = self.config, self.runtime
-        if config.batch_size % runtime.world_size:
-            raise ValueError(
-                f"trainer.batch_size={config.batch_size} must be divisible by the number of "
-                f"processes ({runtime.world_size})"
-            )
-        per_process = config.batch_size // runtime.world_size
-        if len(dataset) < per_process:  # type: ignore[arg-type]
-            raise ValueError(
-                f"the training set has {len(dataset)} images, fewer than one batch "  # type: ignore[arg-type]
-                f"({per_process})"
-            )
-        generator = torch.Generator().manual_seed(self.seed)
-        sampler = (
-            DistributedSampler(dataset, shuffle=True, seed=self.seed)
-            if runtime.distributed
-            else RandomSampler(dataset, generator=generator)
+        stream = TrainingStream(
+            len(dataset),  # type: ignore[arg-type]
+            batch_size=config.batch_size,
+            seed=self.seed,
+            start_step=self.step,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
         )
         return DataLoader(
-            dataset,
-            batch_size=per_process,
-            sampler=sampler,
+            SeededItems(dataset),
+            batch_size=config.batch_size // runtime.world_size,
+            sampler=stream,
             num_workers=config.num_workers,
             pin_memory=runtime.device.type == "cuda",
-            drop_last=True,
-            persistent_workers=config.num_workers > 0,
-            generator=generator,
+            persistent_workers=False,
         )
 
-    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        epoch = 0
-        while True:
-            if isinstance(self.train_loader.sampler, DistributedSampler):
-                self.train_loader.sampler.set_epoch(epoch)
-            yield from self.train_loader
-            epoch += 1
-
     # ----------------------------------------------------------------------------- training
-    def fit(self) -> TrainResult:
+    def fit(self, until: int | None = None) -> TrainResult:
+        """Train to step `until` (default: `config.steps`, which the learning-rate schedule
+        always spans, so that a run stopped at a rung and resumed later is the run that never
+        stopped), evaluate, checkpoint."""
         config, device = self.config, self.runtime.device
-        batches = self._batches()
+        until = config.steps if until is None else until
+        if not self.step <= until <= config.steps:
+            raise ValueError(
+                f"cannot train to step {until}: the run is at step {self.step} of {config.steps}"
+            )
+        batches = iter(self._train_loader(self.train_set))
         bar = tqdm(
-            total=config.steps,
+            total=until,
             initial=self.step,
             unit="step",
             disable=not (config.progress and self.runtime.is_main),
             dynamic_ncols=True,
         )
-        loss_value = math.nan
+        loss_value = self.losses[-1] if self.losses else math.nan
         self.model.train()
-        while self.step < config.steps:
+        while self.step < until:
             started = time.perf_counter()
             image, label = next(batches)
             loss_value = self._train_step(
@@ -228,11 +230,7 @@ class Trainer:
             rate = self.images_seen / max(self.train_seconds, 1e-9)
             bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{rate:.1f}", refresh=False)
             bar.update()
-            if (
-                config.eval_every
-                and self.step % config.eval_every == 0
-                and self.step < config.steps
-            ):
+            if config.eval_every and self.step % config.eval_every == 0 and self.step < until:
                 self._evaluate_and_report()
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                 self.save_checkpoint()
@@ -317,9 +315,10 @@ class Trainer:
         torch.save(state, partial)
         partial.replace(path)
 
-    def resume(self) -> bool:
-        """Continue from the run directory's checkpoint if there is one."""
-        path = self.checkpoint_path
+    def resume(self, path: Path | None = None) -> bool:
+        """Continue from a checkpoint (default: the run directory's) if there is one: weights,
+        optimiser and schedule, step, curve and losses; the data stream follows the step."""
+        path = path or self.checkpoint_path
         if path is None or not path.is_file():
             return False
         state = torch.load(path, map_location=self.runtime.device, weights_only=False)

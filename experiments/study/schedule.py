@@ -1,0 +1,185 @@
+"""A multi-fidelity schedule for multi-objective studies: asynchronous successive halving on
+every objective at once (the promotion variant of ASHA, ranked as MO-ASHA ranks: non-dominated
+sorting, then crowding distance).
+
+Rungs are training budgets in steps, `trainer.steps / reduction**k` down to `min_steps`: with
+400 steps, reduction 4 and min_steps 25, the rungs are 25, 100 and 400. Every new architecture
+trains to the first rung. Whenever a worker is free it first looks for a promotion, highest
+rung first: a trial is promotable when it is among the top `len(rung) // reduction` of the
+trials that completed its rung, ranked by non-dominated sorting on (mIoU at that rung, the
+cost objectives), ties within a front broken by crowding distance so that the promoted trials
+spread along the front. Only when nothing is promotable does the worker start a new
+architecture, so no worker ever waits for a rung to fill.
+
+`stratify` (a gene, `head` in the studies) also promotes, at every rung, the top
+`max(1, n // reduction)` of each of that gene's values: every head's best trials reach the top
+rung, so that the heads are compared at the budget that ranks them, not at the first rung,
+where the head that learns fastest leads.
+
+A promotion is a new Optuna trial of the same parameters (`promoted_from`: the trial below)
+that resumes the checkpoint of the one below and trains on to its rung; its values are its
+result at that rung. The schedule reads only the stored trials, so it works the same with one
+worker, several, or several hosts, and after a resume. A promotion that failed is promotable
+again (an interrupted rung is retried); one that is waiting or running is not promoted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from analysis.pareto import as_losses, non_dominated
+from analysis.record import TrialKey
+from experiments.config import check_at_least, checked_section
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The `study.schedule` section (`conf/study/base.yaml` has every key and its meaning)."""
+
+    enabled: bool
+    reduction: int  # promote the top 1/reduction of each rung
+    min_steps: int  # the first rung's budget, at least
+    stratify: str | None  # a gene whose every value has its best trials promoted
+
+    def __post_init__(self) -> None:
+        check_at_least(self, "study.schedule", ("reduction",), 2)
+        check_at_least(self, "study.schedule", ("min_steps",), 1)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ScheduleConfig:
+        return cls(**checked_section(values, "study.schedule", cls))
+
+    def rungs(self, steps: int) -> tuple[int, ...]:
+        """The budgets in steps, ending at `steps` (the training recipe's, which the learning
+        rate schedule spans)."""
+        if steps < self.min_steps:
+            raise ValueError(
+                f"study.schedule.min_steps={self.min_steps} is above trainer.steps={steps}"
+            )
+        rungs = [steps]
+        while rungs[-1] // self.reduction >= self.min_steps:
+            rungs.append(rungs[-1] // self.reduction)
+        return tuple(reversed(rungs))
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Train trial `parent` (complete at rung `rung - 1`) on to rung `rung`."""
+
+    parent: FrozenTrial
+    rung: int
+
+    def user_attrs(self) -> dict[str, Any]:
+        # What the parent was enqueued as (a paper design, a head's draw) stays its name.
+        kept = {k: self.parent.user_attrs[k] for k in _LINEAGE_NAMES if k in self.parent.user_attrs}
+        return {**kept, TrialKey.PROMOTED_FROM: self.parent.number, TrialKey.RUNG: self.rung}
+
+
+_LINEAGE_NAMES = (TrialKey.REFERENCE, TrialKey.FIRST_DRAW)
+# A promotion in one of these states is taken; a failed one may be chosen again.
+LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    rungs: tuple[int, ...]
+    reduction: int
+    stratify: str | None
+    directions: tuple[StudyDirection, ...]
+
+    def describe(self) -> dict[str, Any]:
+        """What the study stores of it (`StudyKey.SCHEDULE`) for its report."""
+        return {"rungs": list(self.rungs), "reduction": self.reduction, "stratify": self.stratify}
+
+    def next_promotion(self, trials: Sequence[FrozenTrial]) -> Promotion | None:
+        """The promotion to run now, highest rung first, or None: start a new architecture."""
+        promoted = {
+            t.user_attrs[TrialKey.PROMOTED_FROM]
+            for t in trials
+            if t.state in LIVE_STATES and TrialKey.PROMOTED_FROM in t.user_attrs
+        }
+        for rung in reversed(range(len(self.rungs) - 1)):
+            for trial in self.promotable(trials, rung):
+                if trial.number not in promoted:
+                    return Promotion(trial, rung + 1)
+        return None
+
+    def promotable(self, trials: Sequence[FrozenTrial], rung: int) -> list[FrozenTrial]:
+        """The trials of `rung` that belong on the next one, best first."""
+        at_rung = [t for t in trials if _completed_rung(t) == rung]
+        chosen = top_ranked(at_rung, len(at_rung) // self.reduction, self.directions)
+        if self.stratify is not None:
+            for members in _strata(at_rung, self.stratify).values():
+                quota = max(1, len(members) // self.reduction)
+                numbers = {t.number for t in chosen}
+                best = top_ranked(members, quota, self.directions)
+                chosen += [t for t in best if t.number not in numbers]
+        return chosen
+
+
+def _completed_rung(trial: FrozenTrial) -> int | None:
+    """The rung a trial's values measure, if it may compete there: complete, trained (not an
+    infeasible placeholder) and its own measurement (not a duplicate's copy)."""
+    attrs = trial.user_attrs
+    if (
+        trial.state != TrialState.COMPLETE
+        or trial.values is None
+        or attrs.get(TrialKey.INFEASIBLE)
+        or TrialKey.DUPLICATE_OF in attrs
+    ):
+        return None
+    return attrs.get(TrialKey.RUNG)
+
+
+def _strata(trials: Sequence[FrozenTrial], gene: str) -> dict[Any, list[FrozenTrial]]:
+    strata: dict[Any, list[FrozenTrial]] = {}
+    for trial in trials:
+        strata.setdefault(trial.user_attrs[TrialKey.SPEC].get(gene), []).append(trial)
+    return strata
+
+
+def top_ranked(
+    trials: Sequence[FrozenTrial], quota: int, directions: Sequence[StudyDirection]
+) -> list[FrozenTrial]:
+    """The `quota` best trials by non-dominated sorting of their values; within the front that
+    does not fit whole, the most isolated first (crowding distance), then the oldest."""
+    if quota < 1 or not trials:
+        return []
+    maximize = [d == StudyDirection.MAXIMIZE for d in directions]
+    remaining = list(trials)
+    chosen: list[FrozenTrial] = []
+    while remaining and len(chosen) < quota:
+        values = np.array([t.values for t in remaining], dtype=float)
+        mask = non_dominated(values, maximize)
+        front = [t for t, on in zip(remaining, mask, strict=True) if on]
+        if len(chosen) + len(front) > quota:
+            spread = crowding_distance(as_losses(values[mask], maximize))
+            order = sorted(range(len(front)), key=lambda i: (-spread[i], front[i].number))
+            front = [front[i] for i in order[: quota - len(chosen)]]
+        chosen += front
+        remaining = [t for t, on in zip(remaining, mask, strict=True) if not on]
+    return chosen
+
+
+def crowding_distance(losses: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of each point of one front (points x objectives): the sum
+    over objectives of the normalised gap between its two neighbours; the extremes are
+    infinite, so a front's ends are always kept."""
+    n, m = losses.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for objective in range(m):
+        order = np.argsort(losses[:, objective], kind="stable")
+        column = losses[order, objective]
+        span = column[-1] - column[0]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (column[2:] - column[:-2]) / span
+    return distance
