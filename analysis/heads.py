@@ -13,6 +13,7 @@ import pandas as pd
 from analysis.ablation import ablation_table
 from analysis.load import HEAD, finished, load_trials
 from analysis.record import GMADDS, KIND_ABLATION, MIOU, StudyKey
+from analysis.rungs import TAU, first_to_top, rung_steps, top_rung
 
 # What is known of the proxy's fidelity across heads: on the built-in data, 80 training steps
 # rank the four heads' references on Backbone A unlike 400 steps (Kendall's tau 0.33; RESULTS.md,
@@ -91,16 +92,16 @@ def heads_verdict(
             f" The heads ablation `{name}` measures a seed-to-seed standard deviation of "
             f"{std:.1f} mIoU points: a lead under about {2 * std:.1f} points is not evidence."
         )
-    return text + _budget_caveat(attrs)
+    return text + _budget_caveat(df, attrs)
 
 
-def _budget_caveat(attrs: Mapping[str, Any]) -> str:
-    steps = (attrs.get(StudyKey.TRAINER) or {}).get("steps")
+def _budget_caveat(df: pd.DataFrame, attrs: Mapping[str, Any]) -> str:
+    steps, text = _budget_text(df, attrs)
     if steps is None:
         return ""
-    caveat = (
-        f" Each trial trained {steps} steps. Heads learn at different speeds, so a short "
-        "budget ranks how fast a head learns, not how good it gets"
+    caveat = text + (
+        " Heads learn at different speeds, so a short budget ranks how fast a head learns, not "
+        "how good it gets"
     )
     if attrs.get(StudyKey.DATASET) == "synthetic" and steps < SYNTHETIC_STEPS_THAT_RANK_HEADS:
         return caveat + (
@@ -109,3 +110,29 @@ def _budget_caveat(attrs: Mapping[str, Any]) -> str:
             "RESULTS.md). Read this table as the heads' speed of learning."
         )
     return caveat + "; check the ranking at a longer budget before concluding."
+
+
+def _budget_text(df: pd.DataFrame, attrs: Mapping[str, Any]) -> tuple[int | None, str]:
+    """The steps the compared trials trained, and the sentences that say so. Under a schedule
+    that is the top rung reached (the finished trials), not the trainer's setting."""
+    schedule = attrs.get(StudyKey.SCHEDULE)
+    top = top_rung(df) if schedule else None
+    steps = rung_steps(df).get(top) if top is not None else None
+    if top is None or steps is None:
+        steps = (attrs.get(StudyKey.TRAINER) or {}).get("steps")
+        return steps, f" Each trial trained {steps} steps."
+    text = f" The heads are compared at the top rung reached (rung {top}, {steps} steps)"
+    text += (
+        ", to which each head's best trials were promoted."
+        if schedule.get("stratify") == HEAD
+        else "."
+    )
+    agreement = first_to_top(df)
+    if agreement is not None and not math.isnan(agreement[TAU]):
+        text += (
+            f" In this study, rung 0 ({agreement['from steps']} steps) ranks the "
+            f"{agreement['architectures']} architectures that reached the top rung with "
+            f"Kendall's tau {agreement[TAU]:.2f} against their ranking at {steps} steps "
+            "(promoted trials only: the best at rung 0)."
+        )
+    return int(steps), text

@@ -1,22 +1,26 @@
 """A study read back from its storage, and its trials as one pandas DataFrame.
 
 The frame has one row per trial, whatever its state:
-- `number`, `state` (Optuna's name), `status` (finished / infeasible / pruned / failed /
-  running / waiting), `feasible`;
+- `number`, `state` (Optuna's name), `status` (finished / infeasible / duplicate / promoted /
+  stopped / pruned / failed / running / waiting), `feasible`;
 - one column per objective, named by the study's metric names (`mIoU`, `GMAdds`, ...);
+- `rung`: the rung of a multi-fidelity schedule the trial trained to (NaN without a schedule);
 - `constraint.<name>` per constraint (feasible when <= 0);
 - the genes, flattened from the `spec` user attribute (`widths.0`, `widths.1`, ..., `head`),
   or the trial's Optuna parameters when it has no spec (a trial that failed before building);
 - every other user attribute under its own name (lists such as `curve` kept as lists);
 - `datetime_start`, `datetime_complete`, `duration_s`.
-`df.attrs` carries the study's name and objectives, so functions given only the frame know the
-directions.
+`df.attrs` carries the study's name, objectives and schedule (None without one), so functions
+given only the frame know the directions and the rungs' steps.
 
 Two project conventions are applied here, once, so no reader can get them wrong:
 - an infeasible trial was never trained: its stored mIoU (0.0) is a placeholder, not a
   measurement, so the frame holds NaN there;
 - `GMAdds` is always a column when trials recorded their cost: the objective when the study
-  optimises it, the `gmadds` attribute otherwise (an ablation study may optimise mIoU only).
+  optimises it, the `gmadds` attribute otherwise (an ablation study may optimise mIoU only);
+- in a study with a multi-fidelity schedule, only the trials at the highest rung reached are
+  `finished` (the front's candidates); a trial continued at the next rung is `promoted`, one
+  left behind below the highest rung is `stopped` (`_schedule_statuses`).
 """
 
 from __future__ import annotations
@@ -40,14 +44,18 @@ from analysis.record import (
     STATUS_FAILED,
     STATUS_FINISHED,
     STATUS_INFEASIBLE,
+    STATUS_PROMOTED,
     STATUS_PRUNED,
     STATUS_RUNNING,
+    STATUS_STOPPED,
     STATUS_WAITING,
+    StudyKey,
     TrialKey,
 )
 from analysis.secrets import mask_secrets
 
 HEAD = "head"
+RUNG = TrialKey.RUNG
 CONSTRAINT_PREFIX = "constraint."
 DEFAULT_STORAGE = "sqlite:///outputs/studies.db"
 
@@ -129,11 +137,14 @@ def load_trials(study: optuna.Study) -> pd.DataFrame:
     objectives = study_objectives(study)
     df = pd.DataFrame([_row(trial, objectives) for trial in study.get_trials(deepcopy=False)])
     # The leading columns exist even in a study without trials, so selections never KeyError.
-    leading = ["number", "state", "status", "feasible", *(o.name for o in objectives)]
+    leading = ["number", "state", "status", "feasible", *(o.name for o in objectives), RUNG]
     df = df.reindex(columns=[*leading, *(c for c in df.columns if c not in leading)])
+    df[RUNG] = pd.to_numeric(df[RUNG], errors="coerce").astype(float)
+    df["status"] = _schedule_statuses(df)
     df.attrs = {
         "study_name": study.study_name,
         "objectives": objectives,
+        StudyKey.SCHEDULE: study.user_attrs.get(StudyKey.SCHEDULE),
     }
     return df
 
@@ -143,6 +154,26 @@ def finished(df: pd.DataFrame) -> pd.DataFrame:
     names = [objective.name for objective in frame_objectives(df)]
     mask = (df["status"] == STATUS_FINISHED) & df[names].notna().all(axis=1)
     return df[mask]
+
+
+def _schedule_statuses(df: pd.DataFrame) -> pd.Series:
+    """The statuses once a multi-fidelity schedule is read: a finished trial continued by a
+    complete trial at the next rung is `promoted`; one below the highest rung reached and not
+    continued is `stopped`. Derived from the whole study, not stored: Optuna cannot change a
+    finished trial's attributes, so a parent never learns it was promoted. A study without
+    rungs keeps its statuses; duplicates, infeasible and unfinished trials keep theirs too."""
+    status = df["status"].copy()
+    if df[RUNG].isna().all():
+        return status
+    complete = df[df["state"] == TrialState.COMPLETE.name]
+    # A failed (or still running) continuation does not supersede its parent.
+    parents = set(complete.get(TrialKey.PROMOTED_FROM, pd.Series(dtype=float)).dropna())
+    top = df.loc[df["feasible"].astype(bool), RUNG].max()
+    candidates = status == STATUS_FINISHED
+    promoted = candidates & df["number"].isin(parents)
+    status[promoted] = STATUS_PROMOTED
+    status[candidates & ~promoted & (df[RUNG] < top)] = STATUS_STOPPED
+    return status
 
 
 def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
 from analysis.hypervolume import ReferencePoint
@@ -28,7 +28,15 @@ from analysis.importance import Importance
 from analysis.load import HEAD, Objective, finished
 from analysis.pareto import non_dominated
 from analysis.published import published_front
-from analysis.record import GMADDS, LATENCY, MIOU, STATUS_INFEASIBLE, TrialKey
+from analysis.record import (
+    GMADDS,
+    LATENCY,
+    MIOU,
+    STATUS_FINISHED,
+    STATUS_INFEASIBLE,
+    TrialKey,
+)
+from analysis.rungs import RESULTS, lineages, rung_steps, top_rung
 from analysis.stats import madds_latency_agreement
 from search_space.published import PublishedResult
 
@@ -129,6 +137,48 @@ def head_fronts_figure(df: pd.DataFrame, *, title: str, miou_label: str) -> Figu
         )
         handles.append(line)
     _decorate_miou_vs_gmadds(ax, title=title, miou_label=miou_label, handles=handles)
+    return figure
+
+
+def rung_curves_figure(df: pd.DataFrame, *, title: str, miou_label: str) -> Figure:
+    """mIoU by training steps under a multi-fidelity schedule: one line per architecture through
+    the rungs it completed, coloured by head; the architectures at the top rung (the front's
+    candidates) solid, the ones stopped below it faded."""
+    figure, ax = _figure(8.0, 5.0)
+    table = lineages(df)
+    top = top_rung(df)
+    handles: list[Line2D] = []
+    for head, group in _by_head(table):
+        marker, colour = _head_style(head)
+        for _, lineage in group.iterrows():
+            _, steps, miou = zip(*lineage[RESULTS], strict=True)
+            reached = lineage["status"] == STATUS_FINISHED
+            ax.plot(
+                steps,
+                miou,
+                marker=marker,
+                color=colour,
+                alpha=1.0 if reached else FADED,
+                lw=1.4 if reached else 1.0,
+                ms=6 if reached else 4,
+                zorder=3 if reached else 2,
+            )
+        handles.append(Line2D([], [], marker=marker, color=colour, label=f"{head} ({len(group)})"))
+    at_top = int((table["status"] == STATUS_FINISHED).sum())
+    handles += [
+        Line2D([], [], color="black", label=f"reached the top rung, rung {top} ({at_top})"),
+        Line2D([], [], color="black", alpha=FADED, label=f"stopped ({len(table) - at_top})"),
+    ]
+    # The rungs' steps are the only places a point can be: they are the ticks.
+    ticks = list(rung_steps(df).values())
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("training steps (the schedule's rungs, log scale)")
+    ax.set_ylabel(miou_label)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="best")
     return figure
 
 

@@ -67,7 +67,7 @@ class TrialKey:
     # below; only the lineage's last trial is its result.
     RUNG: Final = "rung"  # the rung this trial trained to (0: the first)
     RUNG_RESULTS: Final = "rung_results"  # [[rung, steps, mIoU], ...]: the lineage's, so far
-    PROMOTED_FROM: Final = "promoted_from"  # the trial at the rung below whose training it continued
+    PROMOTED_FROM: Final = "promoted_from"  # the trial below whose training it continued
     RESUMED_FROM_STEP: Final = "resumed_from_step"  # the step its training started from
     CHECKPOINT: Final = "checkpoint"  # where its weights were written (a later rung reads them)
 

@@ -20,7 +20,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +57,36 @@ from analysis.record import (
     LATENCY,
     MIOU,
     STATUS_FAILED,
+    STATUS_FINISHED,
     STATUS_PRUNED,
     StudyKey,
     TrialKey,
 )
+from analysis.rungs import (
+    RHO,
+    TAU,
+    first_to_top,
+    lineages,
+    rung_agreement,
+    rung_counts,
+    rung_steps,
+    steps_spent,
+    top_rung,
+)
 from analysis.secrets import mask_secrets
 from analysis.stats import madds_latency_agreement
 from analysis.tables import (
+    EMPTY,
     best_per_head,
     budget_levels,
     compact_genes,
     front_table,
     gene_variation,
+    number,
     outcome_counts,
     reasons,
     reference_table,
+    scheduled_frame,
 )
 from search_space.cli import CommandParser
 
@@ -110,6 +125,8 @@ def write_report(
         *_outcomes(df),
         *_front_section(df, front, attrs, out_dir),
     ]
+    if attrs.get(StudyKey.SCHEDULE):
+        blocks += _schedule_section(df, attrs, out_dir)
     if attrs.get(StudyKey.KIND) == KIND_ABLATION and StudyKey.ABLATION in attrs:
         blocks += _ablation_section(df, attrs, out_dir)
     if point is not None:
@@ -144,7 +161,8 @@ def _summary(df: pd.DataFrame, front: pd.DataFrame, attrs: Mapping[str, Any]) ->
     names = ", ".join(f"{o.name} ({o.direction})" for o in frame_objectives(df))
     return (
         f"A {attrs.get(StudyKey.KIND, 'study')} on {_dataset_text(attrs)} over {names}: "
-        f"{len(df)} trials, {len(finished(df))} feasible and finished, "
+        f"{len(df)} trials, {len(finished(df))} feasible and finished"
+        f"{' at the top rung' if scheduled_frame(df) else ''}, "
         f"{len(front)} on the Pareto front."
     )
 
@@ -179,6 +197,13 @@ def _outcomes(df: pd.DataFrame) -> list[doc.Block]:
             "finished: trained and measured within the budget; infeasible: over the GMAdds "
             "budget, never trained (their mIoU is not a measurement and appears nowhere); "
             "pruned: stopped early; failed: raised an error."
+            + (
+                " Under the multi-fidelity schedule, finished means at the top rung reached; "
+                "promoted: finished a rung and continued at the next (its continuation is its "
+                "result); stopped: finished a rung below the top one and was not promoted."
+                if scheduled_frame(df)
+                else ""
+            )
         ),
     ]
     for status, column, title in (
@@ -221,7 +246,8 @@ def _front_section(
     genes, fixed = gene_variation(df)
     blocks += [
         doc.Paragraph(
-            f"The front of {names} over the feasible finished trials, by GMAdds. Genes shown "
+            f"The front of {names} over the feasible finished trials"
+            f"{' (the top rung reached)' if scheduled_frame(df) else ''}, by GMAdds. Genes shown "
             "are the ones that varied; a head's own genes are empty in other heads' rows."
         ),
         doc.Table(front_table(front, genes)),
@@ -233,6 +259,109 @@ def _front_section(
         fixed_text = ", ".join(f"{gene} {value}" for gene, value in fixed.items())
         blocks.append(doc.Paragraph(f"Genes fixed in every finished trial: {fixed_text}."))
     return blocks
+
+
+def _schedule_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
+    _write_csv(lineages(df), out_dir / "lineages.csv")
+    figure = plots.rung_curves_figure(
+        df,
+        title=f"{df.attrs['study_name']}: mIoU through the rungs",
+        miou_label=_miou_label(attrs),
+    )
+    return [
+        doc.Heading("Multi-fidelity schedule"),
+        doc.Paragraph(_schedule_text(df, attrs[StudyKey.SCHEDULE])),
+        _figure(
+            figure,
+            out_dir,
+            "rungs",
+            "mIoU of each architecture at every rung it completed, one line per architecture. "
+            "Solid: reached the top rung (the front's candidates); faded: stopped below it.",
+        ),
+        doc.Paragraph("Trials per rung (completed it; of them, promoted to the next):"),
+        doc.Table(rung_counts(df).map(lambda v: EMPTY if v is None else str(v))),
+        doc.Paragraph(_agreement_text(df)),
+        doc.Table(_agreement_table(rung_agreement(df))),
+        doc.Attachment(out_dir / "lineages.csv", "one row per architecture: its rungs' mIoU"),
+    ]
+
+
+def _schedule_text(df: pd.DataFrame, schedule: Mapping[str, Any]) -> str:
+    rungs = [int(steps) for steps in schedule.get("rungs") or []]
+    reduction = schedule.get("reduction")
+    stratify = schedule.get("stratify")
+    top = top_rung(df)
+    table = lineages(df)
+    reached = int((table["status"] == STATUS_FINISHED).sum())
+    top_steps = rung_steps(df).get(top) if top is not None else None
+    spent, full = steps_spent(df)
+    text = (
+        f"Trials trained through rungs of {_and(f'{s}' for s in rungs)} steps; at each rung "
+        f"the top 1/{reduction} of its trials (non-dominated sorting on mIoU and cost) were "
+        f"promoted to the next (reduction factor {reduction}), "
+        + (
+            f"stratified by {stratify} (the top 1/{reduction} of each {stratify} promoted too). "
+            if stratify
+            else "not stratified. "
+        )
+        + "A promoted trial continues the checkpoint of the one below, so an architecture's "
+        f"steps are spent once. The front is drawn from the top rung reached, rung {top} "
+        f"({top_steps} steps): {reached} of the {len(table)} architectures reached it."
+    )
+    if rungs and top_steps != rungs[-1]:
+        text += f" The schedule's last rung ({rungs[-1]} steps) was not reached."
+    if full:
+        text += (
+            f" In all, {spent:,} training steps were spent: {100 * spent / full:.0f}% of the "
+            f"{full:,} that training all {len(table)} architectures to {top_steps} steps takes."
+        )
+    return text
+
+
+def _agreement_text(df: pd.DataFrame) -> str:
+    row = first_to_top(df)
+    caveat = (
+        " The sample is the promoted trials only, biased towards the architectures that did "
+        "well at the lower rung: a correlation over that narrowed range is not the proxy's "
+        "agreement over the whole space (`python -m experiments.benchmarks.proxy_fidelity` "
+        "measures that on chosen architectures)."
+    )
+    if row is None:
+        return "Only one rung was reached: no agreement between rungs to measure." + caveat
+    where = (
+        f"between rung {row['from rung']} ({row['from steps']} steps) and the top rung "
+        f"({row['to steps']} steps), over the {row['architectures']} architectures that "
+        "reached both"
+    )
+    if math.isnan(row[TAU]):
+        return f"How well a short rung ranks like a long one: {where}, {row['note']}." + caveat
+    return (
+        f"How well a short rung ranks like a long one: {where}: Kendall's tau "
+        f"{row[TAU]:.2f}, Spearman's rho {row[RHO]:.2f}." + caveat
+    )
+
+
+def _agreement_table(agreement: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "rungs": _arrows(agreement["from rung"], agreement["to rung"]),
+            "steps": _arrows(agreement["from steps"], agreement["to steps"]),
+            "architectures": agreement["architectures"].astype(str),
+            TAU: agreement[TAU].map(number),
+            RHO: agreement[RHO].map(number),
+            "note": agreement["note"],
+        }
+    )
+
+
+def _arrows(low: pd.Series, high: pd.Series) -> list[str]:
+    return [f"{a} → {b}" for a, b in zip(low, high, strict=True)]
+
+
+def _and(items: Iterable[str]) -> str:
+    """'25, 100 and 400'."""
+    *first, last = list(items) or [EMPTY]
+    return f"{', '.join(first)} and {last}" if first else last
 
 
 def _hypervolume_section(df: pd.DataFrame, point: ReferencePoint, out_dir: Path) -> list[doc.Block]:

@@ -1,4 +1,5 @@
-"""Small statistics the reports need, without scipy (not a dependency of the project)."""
+"""Small statistics the reports need: rank correlations over paired values, NaN where too few
+pairs (or a constant side) make them meaningless."""
 
 from __future__ import annotations
 
@@ -6,21 +7,42 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from analysis.load import finished
 from analysis.record import GMADDS, LATENCY
+
+# Below this many pairs a rank correlation says nothing (two points are always in order).
+MIN_PAIRS = 3
 
 
 def spearman(x: pd.Series, y: pd.Series) -> float:
     """Spearman's rank correlation: Pearson's correlation of the ranks, ties given their average
     rank (scipy's definition). NaN when fewer than 3 paired values or one side is constant."""
-    paired = pd.DataFrame({"x": x.to_numpy(), "y": y.to_numpy()}).dropna()
-    if len(paired) < 3:
+    paired = _paired(x, y)
+    if paired is None:
         return math.nan
     ranks = paired.rank(method="average")
-    if ranks["x"].nunique() < 2 or ranks["y"].nunique() < 2:
-        return math.nan
     return float(np.corrcoef(ranks["x"], ranks["y"])[0, 1])
+
+
+def kendall_tau(x: pd.Series, y: pd.Series) -> float:
+    """Kendall's tau-b (scipy's, ties accounted for): the balance of concordant over discordant
+    pairs. NaN when fewer than 3 paired values or one side is constant."""
+    paired = _paired(x, y)
+    if paired is None:
+        return math.nan
+    return float(stats.kendalltau(paired["x"], paired["y"]).statistic)
+
+
+def _paired(x: pd.Series, y: pd.Series) -> pd.DataFrame | None:
+    """The rows where both are present, or None when they cannot be ranked against each other.
+    Positional: callers pass two columns of one frame, or two arrays in the same order."""
+    paired = pd.DataFrame({"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float)})
+    paired = paired.dropna()
+    if len(paired) < MIN_PAIRS or paired["x"].nunique() < 2 or paired["y"].nunique() < 2:
+        return None
+    return paired
 
 
 def madds_latency_agreement(df: pd.DataFrame) -> tuple[float, int]:

@@ -17,15 +17,20 @@ from analysis.record import (
     STATUS_FAILED,
     STATUS_FINISHED,
     STATUS_INFEASIBLE,
+    STATUS_PROMOTED,
     STATUS_PRUNED,
     STATUS_RUNNING,
+    STATUS_STOPPED,
     STATUS_WAITING,
+    StudyKey,
     TrialKey,
 )
 from search_space.spec import HEAD_GENES, HEADS, gene_names
 
 STATUS_ORDER = (
     STATUS_FINISHED,
+    STATUS_PROMOTED,
+    STATUS_STOPPED,
     STATUS_INFEASIBLE,
     STATUS_DUPLICATE,
     STATUS_PRUNED,
@@ -33,6 +38,8 @@ STATUS_ORDER = (
     STATUS_RUNNING,
     STATUS_WAITING,
 )
+# Only a study with a multi-fidelity schedule has these: elsewhere they are not even zero.
+SCHEDULE_STATUSES = (STATUS_PROMOTED, STATUS_STOPPED)
 EMPTY = "—"
 
 
@@ -52,7 +59,7 @@ def compact_genes(df: pd.DataFrame) -> pd.DataFrame:
             columns[gene] = df[gene].map(_gene_value)
         elif items:
             columns[gene] = df[items].apply(
-                lambda row: "/".join(_gene_value(v, in_list=True) for v in row if _present(v)),
+                lambda row: "/".join(_gene_value(v, in_list=True) for v in row if present(v)),
                 axis=1,
             )
     genes = pd.DataFrame(columns, index=df.index)
@@ -79,23 +86,29 @@ def gene_variation(df: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
 
 
 def front_table(front: pd.DataFrame, genes: Sequence[str]) -> pd.DataFrame:
-    """Trial, paper design, the genes asked for (head first), then the measurements."""
+    """Trial, paper design, the genes asked for (head first), then the measurements, and under
+    a multi-fidelity schedule the training steps each trial reached."""
     compact = compact_genes(front)
     table = pd.DataFrame(index=front.index)
     table["trial"] = front["number"].map(lambda n: f"#{int(n)}")
     if TrialKey.REFERENCE in front:
-        table["paper design"] = front[TrialKey.REFERENCE].map(lambda r: r if _present(r) else "")
+        table["paper design"] = front[TrialKey.REFERENCE].map(lambda r: r if present(r) else "")
     for gene in sorted(genes, key=lambda g: g != HEAD):
         if gene in compact:
             table[gene] = compact[gene]
-    return pd.concat([table, _measurements(front)], axis=1).reset_index(drop=True)
+    table = pd.concat([table, _measurements(front)], axis=1)
+    if scheduled_frame(front):
+        table["steps"] = front.get(TrialKey.STEPS, pd.Series(index=front.index)).map(
+            lambda s: str(int(s)) if present(s) else EMPTY
+        )
+    return table.reset_index(drop=True)
 
 
 def reference_table(df: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:
     """Where the paper's own designs (enqueued first) landed in this study."""
     if TrialKey.REFERENCE not in df:
         return pd.DataFrame()
-    designs = df[df[TrialKey.REFERENCE].map(_present)]
+    designs = df[df[TrialKey.REFERENCE].map(present)]
     table = pd.DataFrame(index=designs.index)
     table["trial"] = designs["number"].map(lambda n: f"#{int(n)}")
     table["paper design"] = designs[TrialKey.REFERENCE]
@@ -161,7 +174,19 @@ def best_per_head(df: pd.DataFrame, budgets: Sequence[float]) -> tuple[pd.DataFr
 
 def outcome_counts(df: pd.DataFrame) -> dict[str, int]:
     counts = df["status"].value_counts()
-    return {status: int(counts.get(status, 0)) for status in STATUS_ORDER}
+    scheduled = scheduled_frame(df)
+    return {
+        status: int(counts.get(status, 0))
+        for status in STATUS_ORDER
+        if scheduled or status not in SCHEDULE_STATUSES
+    }
+
+
+def scheduled_frame(df: pd.DataFrame) -> bool:
+    """Whether the trials trained under a multi-fidelity schedule (they record their rung)."""
+    return bool(df.attrs.get(StudyKey.SCHEDULE)) or (
+        TrialKey.RUNG in df and df[TrialKey.RUNG].notna().any()
+    )
 
 
 def reasons(df: pd.DataFrame, status: str, column: str) -> list[str]:
@@ -170,7 +195,7 @@ def reasons(df: pd.DataFrame, status: str, column: str) -> list[str]:
     if trials.empty:
         return []
     text = trials[column] if column in trials else pd.Series(index=trials.index, dtype=object)
-    text = text.map(lambda r: str(r) if _present(r) else "no reason recorded")
+    text = text.map(lambda r: str(r) if present(r) else "no reason recorded")
     lines = []
     for reason, group in trials.groupby(text, sort=False):
         numbers = ", ".join(f"#{int(n)}" for n in sorted(group["number"]))
@@ -179,12 +204,12 @@ def reasons(df: pd.DataFrame, status: str, column: str) -> list[str]:
     return lines
 
 
-def _present(value: object) -> bool:
+def present(value: object) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _gene_value(value: object, in_list: bool = False) -> str:
-    if not _present(value):
+    if not present(value):
         return ""
     if isinstance(value, bool):
         if in_list:

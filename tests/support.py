@@ -48,6 +48,8 @@ def tiny_budget(root: Path, tmp_path: Path) -> list[str]:
         "trainer.eval_batch_size=6", "trainer.num_workers=0", "trainer.warmup_steps=1",
         "trainer.progress=false", f"storage.url=sqlite:///{tmp_path}/studies.db",
         f"output_dir={tmp_path}/outputs", "tracking=none", "study.threads_per_worker=1",
+        # Every trial trains the whole budget; tests/test_study_schedule.py runs the schedule.
+        "study.schedule.enabled=false",
     ]  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """What multi-objective early stopping saves: `python -m experiments.benchmarks.stopping_savings`
 
-Runs the demo study twice on a temporary storage, with the random sampler and one seed so that
-both runs train the same architectures in the same order: early stopping off, then on. Prints
+Runs the demo study of the DFA space twice on a temporary storage, with its 80-step proxy and
+without the multi-fidelity schedule, the random sampler and one seed so that both runs train the
+same architectures in the same order: early stopping off, then on. Prints
 for each run the finished and pruned trials, the training steps run, the summed trial time and
 the hypervolume of its front (one reference point for both): what stopping saved, and what it
 cost the front. Extra arguments are Hydra overrides for both runs (`trainer.steps=160`, ...).
@@ -12,35 +13,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import optuna
-
-from analysis.hypervolume import hypervolume
 from analysis.load import finished, load_trials
-from analysis.record import GMADDS, MIOU
-from experiments.config import compose_config
-from experiments.study.driver import search
+from experiments.benchmarks.demo_runs import front_hypervolume, run_demo_study, shared_reference
 from search_space.cli import CommandParser
 
-
-def run_study(name: str, storage: Path, overrides: list[str]) -> optuna.Study:
-    config = compose_config(
-        "search",
-        [
-            "+study=demo",
-            f"study.name={name}",
-            # The DFA family from its two paper designs: the set of architectures measured.
-            "space=dfanet",
-            "study.reference_designs=[dfanet_a,dfanet_b]",
-            "study.first_trials_per_head=0",
-            "sampler=random",
-            "tracking=none",
-            f"storage.url=sqlite:///{storage}",
-            f"output_dir={storage.parent}",
-            *overrides,
-        ],
-    )
-    return search(config)
+# The DFA family from its two paper designs: the set of architectures measured.
+DFA_SPACE = ("space=dfanet", "study.reference_designs=[dfanet_a,dfanet_b]",
+             "study.first_trials_per_head=0", "trainer=proxy_demo",
+             "study.schedule.enabled=false")  # fmt: skip
 
 
 def main() -> None:
@@ -59,21 +39,21 @@ def main() -> None:
         storage = Path(folder) / "studies.db"
         runs = {
             label: load_trials(
-                run_study(
-                    label, storage, [f"study.n_trials={args.trials}", *args.overrides, *extra]
+                run_demo_study(
+                    label,
+                    storage,
+                    [*DFA_SPACE, f"study.n_trials={args.trials}", *args.overrides, *extra],
                 )
             )
             for label, extra in (("stopping-off", []), ("stopping-on", stopping))
         }
-    worst_cost = max(float(finished(df)[GMADDS].max()) for df in runs.values())
-    reference = (0.0, 1.1 * worst_cost)
+    reference = shared_reference(list(runs.values()))
     print(f"\nhypervolume reference point: mIoU 0, GMAdds {reference[1]:.3f}")
     print("| run | finished | pruned | training steps | trial seconds | front hypervolume |")
     print("|---|---|---|---|---|---|")
     for label, df in runs.items():
         done = df[df["state"].isin(["COMPLETE", "PRUNED"])]
-        points = finished(df)[[MIOU, GMADDS]].to_numpy(dtype=np.float64)
-        volume = hypervolume(points, reference, maximize=(True, False))
+        volume = front_hypervolume(finished(df), reference)
         print(
             f"| {label} | {len(done)} | {int((done['state'] == 'PRUNED').sum())} | "
             f"{int(done['steps'].sum())} | {done['duration_s'].sum():.0f} | {volume:.3f} |"

@@ -295,8 +295,13 @@ def run_worker(
         raise_if_interrupted()  # a signal between trials stops the worker here
         counts = count_trials(study)
         # A promotion comes before a new architecture, and after the target is reached: the
-        # study ends with every rung's best trials trained on.
-        if not _enqueue_promotion(study, setup.schedule):
+        # study ends with every rung's best trials trained on. It is chosen when it can run at
+        # once (nothing waiting before it), on everything finished by then; one waiting (a
+        # retry of an interrupted one) runs whatever the target.
+        promoting = counts.waiting_promotions > 0 or (
+            not counts.waiting and _enqueue_promotion(study, setup.schedule)
+        )
+        if not promoting:
             if counts.finished >= settings.n_trials:
                 return
             # The rest of the target is being trained by other workers (a brute-force grid,

@@ -19,6 +19,7 @@ class Counts:
     infeasible: int
     duplicates: int  # complete by reusing an earlier trial's result
     promotions: int  # complete at a higher rung of a multi-fidelity schedule
+    waiting_promotions: int  # enqueued (or retried) promotions not yet run
     pruned: int
     failed: int
     running: int
@@ -46,6 +47,7 @@ def count_trials(study: optuna.Study) -> Counts:
             t.state == TrialState.COMPLETE and TrialKey.DUPLICATE_OF not in t.user_attrs
             for t in promotions
         ),
+        waiting_promotions=sum(t.state == TrialState.WAITING for t in promotions),
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         running=states.count(TrialState.RUNNING),

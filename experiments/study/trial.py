@@ -86,9 +86,9 @@ _NOT_REUSED = (
     TrialKey.WALL_SECONDS, TrialKey.TRAIN_SECONDS, TrialKey.FAIL_REASON,
     TrialKey.PROMOTED_FROM, TrialKey.RESUMED_FROM_STEP, TrialKey.CHECKPOINT,
 )  # fmt: skip
-# Measured once per architecture: a promotion keeps its parent's figure (latency varies from
-# one measurement to the next, and a lineage's objectives must not).
-_INHERITED = (TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS)
+# Measured once per architecture: a promotion keeps its parent's figures (latency varies from
+# one measurement to the next, and a lineage's objectives must not; fvcore's trace is slow).
+_INHERITED = (TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS, TrialKey.FVCORE_TOTAL)
 
 
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
@@ -131,7 +131,9 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     tracker.start(settings.name, trial.number, {**attrs, "params": trial.params})
     state = "FAIL"
     try:
-        trial.set_user_attr(TrialKey.FVCORE_TOTAL, fvcore_default_total(spec, context.num_classes))
+        if TrialKey.FVCORE_TOTAL not in attrs:  # a promotion has its parent's
+            total = fvcore_default_total(spec, context.num_classes)
+            trial.set_user_attr(TrialKey.FVCORE_TOTAL, total)
         result = _train(trial, spec, seed, costs, context, parent)
         state = "COMPLETE"
     except optuna.TrialPruned:

@@ -1,0 +1,113 @@
+"""What the multi-fidelity schedule saves: `python -m experiments.benchmarks.schedule_savings`
+
+Runs the demo study twice on a temporary storage with the random sampler and one seed, so that
+both runs measure the same architectures: once training every architecture to the top budget
+(`--steps`), once under the schedule (rungs `--steps / --reduction**k` down to `--min-steps`,
+every head's best promoted). Training is a function of the seed and the step, so a trial the
+schedule carries to the top rung has the very mIoU the first run measured for it (the largest
+difference is printed). Prints the steps and seconds each run spent, the fronts (the
+schedule's drawn from its top rung), which of the first run's front trials the schedule's front
+kept, and the hypervolume of both fronts at top-budget mIoU against one reference point.
+Extra arguments are Hydra overrides for both runs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from analysis.load import finished, load_trials
+from analysis.pareto import pareto_front
+from analysis.record import GMADDS, MIOU, TrialKey
+from analysis.rungs import rung_counts
+from experiments.benchmarks.demo_runs import front_hypervolume, run_demo_study, shared_reference
+from search_space.cli import CommandParser
+
+
+def training_steps(df: pd.DataFrame) -> int:
+    """Steps actually trained: a promotion trains only from the step it resumed."""
+    done = df[df["state"] == "COMPLETE"]
+    resumed = done.get(TrialKey.RESUMED_FROM_STEP, pd.Series(0, index=done.index)).fillna(0)
+    return int((done[TrialKey.STEPS].fillna(0) - resumed).sum())
+
+
+def architectures(study: optuna.Study) -> pd.DataFrame:
+    """The study's trials (`load_trials`) with each one's genes as one comparable string."""
+    df = load_trials(study)
+    genes = {t.number: t.user_attrs.get(TrialKey.SPEC) for t in study.get_trials(deepcopy=False)}
+    df["architecture"] = df["number"].map(lambda n: json.dumps(genes[n], sort_keys=True))
+    return df
+
+
+def main() -> None:
+    parser = CommandParser(
+        prog="python -m experiments.benchmarks.schedule_savings", description=__doc__
+    )
+    parser.add_argument("--architectures", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=400, help="the top budget")
+    parser.add_argument("--reduction", type=int, default=4)
+    parser.add_argument("--min-steps", type=int, default=25)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs")
+    args = parser.parse_args()
+    common = [
+        f"study.n_trials={args.architectures}",
+        f"trainer.steps={args.steps}",
+        "study.latency.measure=false",  # the same in both runs: not what is compared
+        *args.overrides,
+    ]
+    arms = {
+        "every trial to the top": ["study.schedule.enabled=false"],
+        "schedule": [
+            "study.schedule.enabled=true",
+            f"study.schedule.reduction={args.reduction}",
+            f"study.schedule.min_steps={args.min_steps}",
+        ],
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        storage = Path(folder) / "studies.db"
+        runs = {
+            label: architectures(run_demo_study(f"savings-{index}", storage, [*common, *extra]))
+            for index, (label, extra) in enumerate(arms.items())
+        }
+    full, scheduled = runs.values()
+    by_architecture = finished(full).set_index("architecture")[MIOU]
+    top = finished(scheduled)
+    differences = (top[MIOU] - top["architecture"].map(by_architecture)).abs()
+    fronts = {label: pareto_front(df) for label, df in runs.items()}
+    full_front = set(fronts["every trial to the top"]["architecture"])
+    kept = set(fronts["schedule"]["architecture"]) & full_front
+    reference = shared_reference([full, scheduled])
+    steps = {label: training_steps(df) for label, df in runs.items()}
+
+    print(f"\nrungs: {json.dumps(rung_counts(scheduled).to_dict(orient='records'))}")
+    print(f"largest mIoU gap of a top-rung trial to the first run: {differences.max():.1e}")
+    print(f"hypervolume reference point: mIoU 0, GMAdds {reference[1]:.3f}")
+    print("| run | architectures | trials | training steps | trial seconds | front | "
+          "front hypervolume |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for label, df in runs.items():
+        done = df[df["state"] == "COMPLETE"]
+        front = fronts[label]
+        print(
+            f"| {label} | {args.architectures} | {len(done)} | {steps[label]} "
+            f"({steps[label] / steps['every trial to the top']:.0%}) | "
+            f"{done['duration_s'].sum():.0f} | {', '.join(f'#{n}' for n in front['number'])} | "
+            f"{front_hypervolume(front, reference):.3f} |"
+        )
+    missed = [
+        round(float(row[GMADDS]), 3)
+        for _, row in fronts["every trial to the top"].iterrows()
+        if row["architecture"] not in kept
+    ]
+    print(
+        f"the schedule's front kept {len(kept)} of the {len(full_front)} trials of the first "
+        f"run's front; GMAdds of those it missed: {sorted(missed) or 'none'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""The multi-fidelity schedule: who is promoted (hand-set rung results on a real SQLite
+storage), and real studies in subprocesses whose promoted trials continue their checkpoints,
+with several workers and after an interrupted rung."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import TrialState, create_trial
+
+from analysis.record import StudyKey, TrialKey
+from experiments.config import compose_config
+from experiments.study.driver import prepare
+from experiments.study.schedule import (
+    Schedule,
+    ScheduleConfig,
+    crowding_distance,
+    top_ranked,
+)
+from tests.support import (
+    REPO,
+    command,
+    command_env,
+    merged,
+    run_command,
+    tiny_budget,
+    trial_running,
+    wait_until,
+)
+
+DIRECTIONS = (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE)
+
+
+def schedule(stratify: str | None = None) -> Schedule:
+    return Schedule((25, 100, 400), 3, stratify, DIRECTIONS)
+
+
+def stored_study(tmp_path: Path) -> optuna.Study:
+    return optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/hand.db", directions=["maximize", "minimize"]
+    )
+
+
+def add(
+    study: optuna.Study,
+    miou: float,
+    gmadds: float,
+    *,
+    rung: int = 0,
+    head: str = "dfa",
+    state: TrialState = TrialState.COMPLETE,
+    **attrs: object,
+) -> int:
+    """A trial as the study stores one: its values at its rung, its genes, its rung."""
+    study.add_trial(
+        create_trial(
+            state=state,
+            values=[miou, gmadds] if state == TrialState.COMPLETE else None,
+            params={"head": head},
+            distributions={"head": CategoricalDistribution(["dfa", "aspp", "icnet"])},
+            user_attrs={TrialKey.SPEC: {"head": head}, TrialKey.RUNG: rung, **attrs},
+        )
+    )
+    return len(study.get_trials()) - 1
+
+
+def test_rungs_divide_the_recipe_down_to_the_first_budget() -> None:
+    assert ScheduleConfig(True, 4, 25, None).rungs(400) == (25, 100, 400)
+    assert ScheduleConfig(True, 3, 20, "head").rungs(180) == (20, 60, 180)
+    assert ScheduleConfig(True, 4, 2500, None).rungs(40000) == (2500, 10000, 40000)
+    assert ScheduleConfig(True, 3, 500, None).rungs(500) == (500,)
+    with pytest.raises(ValueError, match=r"min_steps=50 is above trainer\.steps=40"):
+        ScheduleConfig(True, 3, 50, None).rungs(40)
+    with pytest.raises(ValueError, match=r"study\.schedule\.reduction must be >= 2"):
+        ScheduleConfig(True, 1, 25, None)
+
+
+def test_the_top_third_of_a_rung_is_promoted_by_non_dominated_sorting(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    # Six trials at rung 0, a third of them promoted: two places.
+    for m, g in [(30, 0.2), (25, 0.1), (20, 0.3), (24, 0.15), (10, 0.05), (5, 0.4)]:
+        add(study, m, g)
+    trials = study.get_trials()
+    # #0 (best), #1 and #4 (cheapest) are non-dominated: three for two places, and crowding
+    # keeps the two ends of the front, not the middle one.
+    assert {t.number for t in schedule().promotable(trials, 0)} == {0, 4}
+    first = schedule().next_promotion(trials)
+    assert first is not None and first.rung == 1 and first.parent.number in (0, 4)
+    assert first.user_attrs()[TrialKey.PROMOTED_FROM] == first.parent.number
+
+
+def test_a_promotion_is_taken_once_unless_it_failed(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    for m, g in [(30, 0.2), (25, 0.1), (20, 0.3)]:
+        add(study, m, g)
+    # Three at rung 0: one place. #1 and #0 tie on the front (two points: both extremes);
+    # the older one wins.
+    assert schedule().next_promotion(study.get_trials()).parent.number == 0
+    add(study, 0, 0, rung=1, state=TrialState.RUNNING, **{TrialKey.PROMOTED_FROM: 0})
+    assert schedule().next_promotion(study.get_trials()) is None  # nothing else earns a place
+    add(study, 0, 0, rung=1, state=TrialState.FAIL, **{TrialKey.PROMOTED_FROM: 0})
+    assert schedule().next_promotion(study.get_trials()) is None  # the running one still holds
+    # Asynchronous: three more arrive, a second place opens at once, no rung waits to fill.
+    best = add(study, 40, 0.05)  # dominates every other
+    add(study, 1, 1.0)
+    add(study, 2, 1.0)
+    promotion = schedule().next_promotion(study.get_trials())
+    assert promotion is not None and promotion.parent.number == best
+
+
+def test_a_failed_promotion_is_promotable_again(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    for m, g in [(30, 0.2), (25, 0.3), (20, 0.3)]:
+        add(study, m, g)
+    add(study, 0, 0, rung=1, state=TrialState.FAIL, **{TrialKey.PROMOTED_FROM: 0})
+    assert schedule().next_promotion(study.get_trials()).parent.number == 0
+
+
+def test_the_highest_rung_is_promoted_first_and_the_top_rung_never(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    for m, g in [(30, 0.2), (25, 0.3), (20, 0.4)]:
+        add(study, m, g, rung=0)
+    for m, g in [(50, 0.2), (45, 0.3), (40, 0.4)]:
+        add(study, m, g, rung=1)
+    for m, g in [(70, 0.2), (65, 0.3), (60, 0.4)]:
+        add(study, m, g, rung=2)
+    promotion = schedule().next_promotion(study.get_trials())
+    assert promotion is not None and (promotion.rung, promotion.parent.number) == (2, 3)
+
+
+def test_stratified_promotion_carries_every_heads_best(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    for m, g in [(30, 0.2), (28, 0.25), (26, 0.3), (24, 0.35), (22, 0.4)]:
+        add(study, m, g, head="dfa")
+    weak_aspp = add(study, 5, 0.5, head="aspp")
+    # Six at rung 0 give two places; DFA holds them. Stratified by head, ASPP's best (its only
+    # trial, dominated by every DFA one) is promoted too, so that the heads meet at the top.
+    plain = {t.number for t in schedule().promotable(study.get_trials(), 0)}
+    assert weak_aspp not in plain and len(plain) == 2
+    stratified = {t.number for t in schedule("head").promotable(study.get_trials(), 0)}
+    assert stratified == plain | {weak_aspp}
+
+
+def test_infeasible_and_duplicate_trials_never_compete(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    add(study, 99, 0.01, **{TrialKey.INFEASIBLE: True})
+    add(study, 99, 0.01, **{TrialKey.DUPLICATE_OF: 5})
+    for m, g in [(30, 0.2), (25, 0.3), (20, 0.4)]:
+        add(study, m, g)
+    assert [t.number for t in schedule().promotable(study.get_trials(), 0)] == [2]
+
+
+def test_crowding_distance_keeps_the_ends_and_measures_the_gaps() -> None:
+    losses = np.array([[0.0, 4.0], [1.0, 2.0], [3.0, 1.0], [4.0, 0.0]])
+    distance = crowding_distance(losses)
+    assert np.isinf(distance[[0, 3]]).all()
+    # #1: its neighbours are 3 apart on x and 3 apart on y (spans 4); #2: 3 on x, 2 on y.
+    assert distance[1] == pytest.approx(3 / 4 + 3 / 4)
+    assert distance[2] == pytest.approx(3 / 4 + 2 / 4)
+
+
+def test_top_ranked_takes_whole_fronts_first(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    for m, g in [(30, 0.3), (20, 0.1), (25, 0.35), (15, 0.2), (10, 0.5)]:
+        add(study, m, g)
+    ranked = [t.number for t in top_ranked(study.get_trials(), 4, DIRECTIONS)]
+    assert sorted(ranked[:2]) == [0, 1]  # the first front, whole
+    assert sorted(ranked[2:]) == [2, 3]  # then the second
+
+
+def test_a_schedule_and_early_stopping_are_not_both_allowed(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    config = compose_config(
+        "search",
+        merged("+study=demo", *tiny_budget(synthetic_root, tmp_path),
+               "study.schedule.enabled=true", "study.early_stopping.enabled=true"),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"study\.schedule\.enabled and study\.early_stopping"):
+        prepare(config)
+
+
+# ------------------------------------------------------------------------ real studies
+def scheduled_arguments(root: Path, tmp_path: Path, *overrides: str) -> list[str]:
+    """A tiny scheduled study: rungs of 2, 4 and 8 steps, promotion of the top half."""
+    return merged(
+        "+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=5",
+        "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
+        "study.latency.measure=false", "space=dfanet", "sampler=random", "trainer.steps=8",
+        "trainer.eval_every=0", "study.schedule.enabled=true", "study.schedule.min_steps=2",
+        "study.schedule.reduction=2",
+        *overrides,
+    )  # fmt: skip
+
+
+def load(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/studies.db")
+
+
+def check_lineages(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Every complete promotion continued its parent's training: it started at the parent's
+    step, its curve extends the parent's, its rung results extend the parent's; no parent was
+    promoted twice. Returns the promotions."""
+    trials = study.get_trials()
+    promotions = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and TrialKey.PROMOTED_FROM in t.user_attrs
+    ]
+    parents = [t.user_attrs[TrialKey.PROMOTED_FROM] for t in promotions]
+    assert len(parents) == len(set(parents)), "a trial was promoted twice"
+    rungs = study.user_attrs[StudyKey.SCHEDULE]["rungs"]
+    for child in promotions:
+        parent = trials[child.user_attrs[TrialKey.PROMOTED_FROM]].user_attrs
+        mine = child.user_attrs
+        assert mine[TrialKey.RUNG] == parent[TrialKey.RUNG] + 1
+        assert mine[TrialKey.RESUMED_FROM_STEP] == parent[TrialKey.STEPS]
+        assert mine[TrialKey.STEPS] == rungs[mine[TrialKey.RUNG]]
+        assert mine[TrialKey.CURVE][:-1] == parent[TrialKey.CURVE]
+        assert mine[TrialKey.RUNG_RESULTS][:-1] == parent[TrialKey.RUNG_RESULTS]
+        assert mine[TrialKey.SPEC] == parent[TrialKey.SPEC]
+        # Its costs are its parent's: latency is measured once per architecture.
+        assert child.values[1:] == trials[child.user_attrs[TrialKey.PROMOTED_FROM]].values[1:]
+    return promotions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["study.n_workers=2"],
+        # Latency as a third objective (measured once per architecture) and a GMAdds budget.
+        ["study.latency_objective=true", "study.latency.measure=true", "study.gmadds_budget=0.02"],
+    ],
+    ids=["two workers", "latency objective and budget"],
+)
+def test_a_scheduled_study_promotes_and_continues_checkpoints(
+    synthetic_root: Path, tmp_path: Path, overrides: list[str]
+) -> None:
+    result = run_command(
+        "experiments.search", *scheduled_arguments(synthetic_root, tmp_path, *overrides)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load(tmp_path)
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get(TrialKey.INFEASIBLE):  # never trained, never promoted
+            assert TrialKey.STEPS not in trial.user_attrs
+            assert trial.user_attrs[TrialKey.GMADDS] > 0.02
+    assert study.user_attrs[StudyKey.SCHEDULE] == {
+        "rungs": [2, 4, 8], "reduction": 2, "stratify": "head",
+    }  # fmt: skip
+    promotions = check_lineages(study)
+    assert any(t.user_attrs[TrialKey.RUNG] == 2 for t in promotions), "nothing reached the top"
+    new = [t for t in study.get_trials() if TrialKey.PROMOTED_FROM not in t.user_attrs]
+    assert len([t for t in new if t.state == TrialState.COMPLETE]) >= 5
+    # The study ended with every rung settled: nothing left to promote.
+    setup = prepare(
+        compose_config("search", scheduled_arguments(synthetic_root, tmp_path, *overrides))
+    )
+    assert setup.schedule is not None
+    assert setup.schedule.next_promotion(study.get_trials()) is None
+    assert (
+        "Multi-fidelity schedule"
+        in (tmp_path / "outputs" / "reports" / "tiny" / "report.md").read_text()
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_rung_is_retried_from_the_checkpoint_below(
+    synthetic_root: Path, tmp_path: Path, signum: int
+) -> None:
+    """Ctrl-C fails the promotion and enqueues it again; a SIGKILL leaves it to the heartbeat,
+    which fails it and retries it on the next start. Either way the retry is the same
+    promotion, and it resumes the checkpoint below."""
+    # Rungs of 2 and 400 steps: the promoted reference design is caught on its long rung.
+    arguments = scheduled_arguments(
+        synthetic_root, tmp_path, "trainer.steps=400", "study.schedule.reduction=200",
+        "study.n_trials=1", "storage.heartbeat_interval=1", "storage.grace_period=3",
+    )  # fmt: skip
+    with subprocess.Popen(
+        command("experiments.search", *arguments),
+        cwd=REPO,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            database = tmp_path / "studies.db"
+            promoted = lambda: trial_running(database, TrialKey.RESUMED_FROM_STEP)  # noqa: E731
+            wait_until(promoted, timeout=120, what="a promoted trial to train")
+            process.send_signal(signum)
+            process.communicate(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
+    trials = load(tmp_path).get_trials()
+    interrupted = [t for t in trials if TrialKey.PROMOTED_FROM in t.user_attrs]
+    assert [t.state for t in interrupted] == (
+        [TrialState.FAIL, TrialState.WAITING] if signum == signal.SIGINT else [TrialState.RUNNING]
+    )
+    # The schedule defines the study: a resume that changes it is refused, naming it.
+    changed = run_command("experiments.search", *merged(*arguments, "study.schedule.reduction=4"))
+    assert changed.returncode == 2 and "study.schedule.reduction" in changed.stderr
+    time.sleep(4)  # the grace period passes without a heartbeat
+    result = run_command("experiments.search", *arguments)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load(tmp_path)
+    assert study.get_trials()[interrupted[0].number].state == TrialState.FAIL
+    (retry,) = check_lineages(study)
+    assert retry.user_attrs[TrialKey.PROMOTED_FROM] == 0
+    assert retry.user_attrs[TrialKey.RESUMED_FROM_STEP] == 2
+    assert retry.user_attrs[TrialKey.STEPS] == 400
