@@ -300,7 +300,8 @@ def _schedule_text(df: pd.DataFrame, schedule: Mapping[str, Any]) -> str:
         f"the top 1/{reduction} of its trials (non-dominated sorting on mIoU and cost) were "
         f"promoted to the next (reduction factor {reduction}), "
         + (
-            f"stratified by {stratify} (the top 1/{reduction} of each {stratify} promoted too). "
+            f"each {stratify} a bracket of its own (the top 1/{reduction} of each {stratify}'s "
+            "trials at a rung, at least one). "
             if stratify
             else "not stratified. "
         )

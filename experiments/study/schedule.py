@@ -11,10 +11,11 @@ cost objectives), ties within a front broken by crowding distance so that the pr
 spread along the front. Only when nothing is promotable does the worker start a new
 architecture, so no worker ever waits for a rung to fill.
 
-`stratify` (a gene, `head` in the studies) also promotes, at every rung, the top
-`max(1, n // reduction)` of each of that gene's values: every head's best trials reach the top
-rung, so that the heads are compared at the budget that ranks them, not at the first rung,
-where the head that learns fastest leads.
+`stratify` (a gene, `head` in the studies) makes each of that gene's values a bracket of its
+own: at every rung, the top `max(1, n // reduction)` of each head's `n` trials there are
+promotable. Every head's best trials reach the top rung, so that the heads are compared at the
+budget that ranks them, not at the first rung, where the head that learns fastest leads; and
+the study's front, which is made of the heads' own fronts, is still promoted from each.
 
 A promotion is a new Optuna trial of the same parameters (`promoted_from`: the trial below)
 that resumes the checkpoint of the one below and trains on to its rung; its values are its
@@ -45,7 +46,7 @@ class ScheduleConfig:
     enabled: bool
     reduction: int  # promote the top 1/reduction of each rung
     min_steps: int  # the first rung's budget, at least
-    stratify: str | None  # a gene whose every value has its best trials promoted
+    stratify: str | None  # a gene whose every value is a bracket of its own
 
     def __post_init__(self) -> None:
         check_at_least(self, "study.schedule", ("reduction",), 2)
@@ -113,13 +114,11 @@ class Schedule:
     def promotable(self, trials: Sequence[FrozenTrial], rung: int) -> list[FrozenTrial]:
         """The trials of `rung` that belong on the next one, best first."""
         at_rung = [t for t in trials if _completed_rung(t) == rung]
-        chosen = top_ranked(at_rung, len(at_rung) // self.reduction, self.directions)
-        if self.stratify is not None:
-            for members in _strata(at_rung, self.stratify).values():
-                quota = max(1, len(members) // self.reduction)
-                numbers = {t.number for t in chosen}
-                best = top_ranked(members, quota, self.directions)
-                chosen += [t for t in best if t.number not in numbers]
+        if self.stratify is None:
+            return top_ranked(at_rung, len(at_rung) // self.reduction, self.directions)
+        chosen = []
+        for members in _strata(at_rung, self.stratify).values():
+            chosen += top_ranked(members, max(1, len(members) // self.reduction), self.directions)
         return chosen
 
 
