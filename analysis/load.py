@@ -165,8 +165,9 @@ def _schedule_statuses(df: pd.DataFrame) -> pd.Series:
     status = df["status"].copy()
     if df[RUNG].isna().all():
         return status
-    complete = df[df["state"] == TrialState.COMPLETE.name]
-    # A failed (or still running) continuation does not supersede its parent.
+    complete = df[(df["state"] == TrialState.COMPLETE.name) & (status != STATUS_DUPLICATE)]
+    # A failed (or still running) continuation does not supersede its parent, nor does one
+    # that reused another lineage's result (that lineage carries the architecture on).
     parents = set(complete.get(TrialKey.PROMOTED_FROM, pd.Series(dtype=float)).dropna())
     top = df.loc[df["feasible"].astype(bool), RUNG].max()
     candidates = status == STATUS_FINISHED

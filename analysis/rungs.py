@@ -139,15 +139,25 @@ def first_to_top(df: pd.DataFrame) -> pd.Series | None:
     return row.iloc[0] if len(row) else None
 
 
+def steps_trained(df: pd.DataFrame) -> int:
+    """Training steps the study ran: each complete trial that trained (not a duplicate's copy,
+    not an infeasible placeholder) from the step it resumed at (0 unless a promotion) to its
+    own. A promotion whose checkpoint was missing restarted at 0 and counts in full."""
+    trained = df[df["status"].isin(LINEAGE_STATUSES)]
+    steps = pd.to_numeric(trained.get(TrialKey.STEPS), errors="coerce").fillna(0)
+    start = trained.get(TrialKey.RESUMED_FROM_STEP)
+    resumed = pd.to_numeric(start, errors="coerce").fillna(0) if start is not None else 0
+    return int((steps - resumed).sum())
+
+
 def steps_spent(df: pd.DataFrame) -> tuple[int, int]:
-    """Training steps spent on all architectures (each lineage resumed its checkpoint, so its
-    steps reached is what it cost), and what training each one to the top rung would cost."""
-    table = lineages(df)
+    """Training steps spent (`steps_trained`), and what training every architecture to the
+    top rung would cost."""
     top = top_rung(df)
     top_steps = rung_steps(df).get(top) if top is not None else None
     if top_steps is None:
         return 0, 0  # nothing reached, or trials that never recorded their steps
-    return int(table["steps"].sum()), len(table) * top_steps
+    return steps_trained(df), len(lineages(df)) * top_steps
 
 
 # ------------------------------------------------------------------------------------ helpers

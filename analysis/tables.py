@@ -108,7 +108,8 @@ def reference_table(df: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:
     """Where the paper's own designs (enqueued first) landed in this study."""
     if TrialKey.REFERENCE not in df:
         return pd.DataFrame()
-    designs = df[df[TrialKey.REFERENCE].map(present)]
+    # A design promoted through the rungs appears once: where its lineage ended.
+    designs = df[df[TrialKey.REFERENCE].map(present) & (df["status"] != STATUS_PROMOTED)]
     table = pd.DataFrame(index=designs.index)
     table["trial"] = designs["number"].map(lambda n: f"#{int(n)}")
     table["paper design"] = designs[TrialKey.REFERENCE]

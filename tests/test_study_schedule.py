@@ -99,7 +99,7 @@ def test_the_top_third_of_a_rung_is_promoted_by_non_dominated_sorting(tmp_path: 
     assert first.user_attrs()[TrialKey.PROMOTED_FROM] == first.parent.number
 
 
-def test_a_promotion_is_taken_once_unless_it_failed(tmp_path: Path) -> None:
+def test_a_promotion_is_taken_once(tmp_path: Path) -> None:
     study = stored_study(tmp_path)
     for m, g in [(30, 0.2), (25, 0.1), (20, 0.3)]:
         add(study, m, g)
@@ -108,8 +108,6 @@ def test_a_promotion_is_taken_once_unless_it_failed(tmp_path: Path) -> None:
     assert schedule().next_promotion(study.get_trials()).parent.number == 0
     add(study, 0, 0, rung=1, state=TrialState.RUNNING, **{TrialKey.PROMOTED_FROM: 0})
     assert schedule().next_promotion(study.get_trials()) is None  # nothing else earns a place
-    add(study, 0, 0, rung=1, state=TrialState.FAIL, **{TrialKey.PROMOTED_FROM: 0})
-    assert schedule().next_promotion(study.get_trials()) is None  # the running one still holds
     # Asynchronous: three more arrive, a second place opens at once, no rung waits to fill.
     best = add(study, 40, 0.05)  # dominates every other
     add(study, 1, 1.0)
@@ -118,12 +116,15 @@ def test_a_promotion_is_taken_once_unless_it_failed(tmp_path: Path) -> None:
     assert promotion is not None and promotion.parent.number == best
 
 
-def test_a_failed_promotion_is_promotable_again(tmp_path: Path) -> None:
+def test_a_failed_promotion_is_not_chosen_again(tmp_path: Path) -> None:
+    """Training is deterministic: a promotion that raised would raise again. (An interrupted
+    or killed one is retried as itself, see the drills below.)"""
     study = stored_study(tmp_path)
     for m, g in [(30, 0.2), (25, 0.3), (20, 0.3)]:
         add(study, m, g)
-    add(study, 0, 0, rung=1, state=TrialState.FAIL, **{TrialKey.PROMOTED_FROM: 0})
     assert schedule().next_promotion(study.get_trials()).parent.number == 0
+    add(study, 0, 0, rung=1, state=TrialState.FAIL, **{TrialKey.PROMOTED_FROM: 0})
+    assert schedule().next_promotion(study.get_trials()) is None
 
 
 def test_the_highest_rung_is_promoted_first_and_the_top_rung_never(tmp_path: Path) -> None:
@@ -257,11 +258,12 @@ def test_a_scheduled_study_promotes_and_continues_checkpoints(
         if trial.user_attrs.get(TrialKey.INFEASIBLE):  # never trained, never promoted
             assert TrialKey.STEPS not in trial.user_attrs
             assert trial.user_attrs[TrialKey.GMADDS] > 0.02
+    # The DFA space has one head: no brackets by head (each would be the whole study).
     assert study.user_attrs[StudyKey.SCHEDULE] == {
-        "rungs": [2, 4, 8], "reduction": 2, "stratify": "head",
+        "rungs": [2, 4, 8], "reduction": 2, "stratify": None,
     }  # fmt: skip
     promotions = check_lineages(study)
-    assert any(t.user_attrs[TrialKey.RUNG] == 2 for t in promotions), "nothing reached the top"
+    assert promotions, "nothing was promoted"
     new = [t for t in study.get_trials() if TrialKey.PROMOTED_FROM not in t.user_attrs]
     assert len([t for t in new if t.state == TrialState.COMPLETE]) >= 5
     # The study ended with every rung settled: nothing left to promote.
@@ -284,10 +286,12 @@ def test_an_interrupted_rung_is_retried_from_the_checkpoint_below(
     """Ctrl-C fails the promotion and enqueues it again; a SIGKILL leaves it to the heartbeat,
     which fails it and retries it on the next start. Either way the retry is the same
     promotion, and it resumes the checkpoint below."""
-    # Rungs of 2 and 400 steps: the promoted reference design is caught on its long rung.
+    # Rungs of 2 and 400 steps; in the heads space the one architecture is its head's best,
+    # promoted, and caught on its long rung.
     arguments = scheduled_arguments(
-        synthetic_root, tmp_path, "trainer.steps=400", "study.schedule.reduction=200",
-        "study.n_trials=1", "storage.heartbeat_interval=1", "storage.grace_period=3",
+        synthetic_root, tmp_path, "space=heads", "trainer.steps=400",
+        "study.schedule.reduction=200", "study.n_trials=1", "storage.heartbeat_interval=1",
+        "storage.grace_period=3",
     )  # fmt: skip
     with subprocess.Popen(
         command("experiments.search", *arguments),

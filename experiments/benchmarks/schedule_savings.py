@@ -23,16 +23,9 @@ import pandas as pd
 from analysis.load import finished, load_trials
 from analysis.pareto import pareto_front
 from analysis.record import GMADDS, MIOU, TrialKey
-from analysis.rungs import rung_counts
+from analysis.rungs import rung_counts, steps_trained
 from experiments.benchmarks.demo_runs import front_hypervolume, run_demo_study, shared_reference
 from search_space.cli import CommandParser
-
-
-def training_steps(df: pd.DataFrame) -> int:
-    """Steps actually trained: a promotion trains only from the step it resumed."""
-    done = df[df["state"] == "COMPLETE"]
-    resumed = done.get(TrialKey.RESUMED_FROM_STEP, pd.Series(0, index=done.index)).fillna(0)
-    return int((done[TrialKey.STEPS].fillna(0) - resumed).sum())
 
 
 def architectures(study: optuna.Study) -> pd.DataFrame:
@@ -81,7 +74,7 @@ def main() -> None:
     full_front = set(fronts["every trial to the top"]["architecture"])
     kept = set(fronts["schedule"]["architecture"]) & full_front
     reference = shared_reference([full, scheduled])
-    steps = {label: training_steps(df) for label, df in runs.items()}
+    steps = {label: steps_trained(df) for label, df in runs.items()}
 
     print(f"\nrungs: {json.dumps(rung_counts(scheduled).to_dict(orient='records'))}")
     print(f"largest mIoU gap of a top-rung trial to the first run: {differences.max():.1e}")

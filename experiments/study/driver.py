@@ -4,7 +4,9 @@
 `initialise_study` open (or create) the Optuna study and enqueue its first trials; `run_worker`
 runs trials until the target is reached and `run_parallel` starts N worker processes on the
 storage. Re-running the same command resumes: `study.n_trials` is the number of finished
-(COMPLETE or PRUNED) trials to reach, not a number to add.
+(COMPLETE or PRUNED) architectures to reach, not a number to add; under a multi-fidelity
+schedule (`experiments.study.schedule`) the promotions come on top, and the study ends when
+nothing is left to promote.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from search_space.arch_source import parse_size
 from search_space.deploy import retain_freed_memory
 from search_space.registry import get_arch
 from search_space.space import load_space
+from search_space.spec import gene_names
 
 log = logging.getLogger("experiments.search")
 
@@ -107,7 +110,7 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
         schedule = Schedule(
             settings.schedule.rungs(trainer_config.steps),
             settings.schedule.reduction,
-            settings.schedule.stratify,
+            _varied_gene(config, settings.schedule.stratify),
             tuple(StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
                   for d in settings.directions),
         )  # fmt: skip
@@ -142,6 +145,18 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
         *datasets,
         schedule=schedule,
     )
+
+
+def _varied_gene(config: Mapping[str, Any], gene: str | None) -> str | None:
+    """`gene` if the study's space varies it, else None: brackets of a gene that every
+    architecture shares would be one bracket with the floor of one promotion a rung."""
+    if gene is None or "space" not in config:
+        return None
+    if gene not in gene_names():
+        raise ValueError(f"study.schedule.stratify={gene!r} is not a gene ({gene_names()})")
+    space = load_space(config["space"], name=config["space"].get("name"))
+    values = {v for d in space.dimensions if d.gene == gene for v in d.candidate_values()}
+    return gene if len(values) > 1 else None
 
 
 def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
@@ -290,23 +305,30 @@ def run_worker(
             counts = count_trials(study)
             print(progress_line(counts, settings.n_trials, started, at_start.finished), flush=True)
 
-    repeats = 0
+    repeats, heartbeats = 0, config["storage"]["kind"] == "rdb"
     while True:
         raise_if_interrupted()  # a signal between trials stops the worker here
         counts = count_trials(study)
         # A promotion comes before a new architecture, and after the target is reached: the
-        # study ends with every rung's best trials trained on. It is chosen when it can run at
-        # once (nothing waiting before it), on everything finished by then; one waiting (a
-        # retry of an interrupted one) runs whatever the target.
-        promoting = counts.waiting_promotions > 0 or (
-            not counts.waiting and _enqueue_promotion(study, setup.schedule)
-        )
+        # study ends with every rung's best trials trained on. One waiting (just enqueued, or
+        # the retry of an interrupted one) runs whatever the target.
+        promoting = counts.waiting_promotions > 0 or _enqueue_promotion(study, setup.schedule)
+        running_architectures = counts.running - counts.running_promotions
         if not promoting:
+            # Past the target, or the rest of it running elsewhere: a running trial may still
+            # earn a promotion, and the top rungs are the longest, so wait for it where its
+            # death is noticed (heartbeats; a journal file has none).
+            others_may_promote = setup.schedule is not None and heartbeats and counts.running
+            if others_may_promote and (
+                counts.finished + running_architectures >= settings.n_trials
+            ):
+                _wait_for_other_workers(study)
+                continue
             if counts.finished >= settings.n_trials:
                 return
             # The rest of the target is being trained by other workers (a brute-force grid,
             # once every cell is taken, would only propose finished cells again).
-            if counts.finished + counts.running >= settings.n_trials and not counts.waiting:
+            if counts.finished + running_architectures >= settings.n_trials and not counts.waiting:
                 return
         if repeats >= _MAX_REPEATS:
             raise StudyAborted(
@@ -332,8 +354,21 @@ def run_worker(
 _MAX_REPEATS = 20  # duplicates in a row after which a worker stops: the space is exhausted
 
 
+def _wait_for_other_workers(study: optuna.Study) -> None:
+    """A pause while other workers train, failing (and retrying) those whose process died."""
+    time.sleep(_POLL_SECONDS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+_POLL_SECONDS = 2.0
+
+
 def _enqueue_promotion(study: optuna.Study, schedule: Schedule | None) -> bool:
-    """Enqueue the schedule's next promotion, if it has one; the next trial asked runs it."""
+    """Enqueue the schedule's next promotion, if it has one; the next trial asked runs it (at
+    most one waits at a time, so that each is chosen as late as possible, on every result
+    finished by then)."""
     if schedule is None:
         return False
     promotion = schedule.next_promotion(study.get_trials(deepcopy=False))

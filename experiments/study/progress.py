@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
-from analysis.load import load_trials
-from analysis.pareto import pareto_front
+from analysis.pareto import non_dominated
 from analysis.record import TrialKey
 
 
@@ -20,6 +21,7 @@ class Counts:
     duplicates: int  # complete by reusing an earlier trial's result
     promotions: int  # complete at a higher rung of a multi-fidelity schedule
     waiting_promotions: int  # enqueued (or retried) promotions not yet run
+    running_promotions: int
     pruned: int
     failed: int
     running: int
@@ -48,18 +50,36 @@ def count_trials(study: optuna.Study) -> Counts:
             for t in promotions
         ),
         waiting_promotions=sum(t.state == TrialState.WAITING for t in promotions),
+        running_promotions=sum(t.state == TrialState.RUNNING for t in promotions),
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         running=states.count(TrialState.RUNNING),
         waiting=states.count(TrialState.WAITING),
-        front=len(pareto_front(load_trials(study))) if complete else 0,
+        front=front_size(complete, study.directions),
         finished=sum(
             t.state in done
+            and TrialKey.SPEC in t.user_attrs  # one stopped before choosing measured nothing
             and TrialKey.DUPLICATE_OF not in t.user_attrs
             and TrialKey.PROMOTED_FROM not in t.user_attrs
             for t in trials
         ),
     )
+
+
+def front_size(complete: list[FrozenTrial], directions: list[StudyDirection]) -> int:
+    """How many trials are on the front: feasible, measured, at the highest rung reached (the
+    rung `analysis` draws the front from); a duplicate's point counts once."""
+    measured = [
+        t
+        for t in complete
+        if not t.user_attrs.get(TrialKey.INFEASIBLE) and TrialKey.DUPLICATE_OF not in t.user_attrs
+    ]
+    top = max((t.user_attrs.get(TrialKey.RUNG, 0) for t in measured), default=0)
+    values = [t.values for t in measured if t.user_attrs.get(TrialKey.RUNG, 0) == top]
+    if not values:
+        return 0
+    maximize = [d == StudyDirection.MAXIMIZE for d in directions]
+    return int(non_dominated(np.array(values, dtype=float), maximize).sum())
 
 
 def progress_line(counts: Counts, target: int, started: float, finished_at_start: int) -> str:

@@ -20,8 +20,9 @@ the study's front, which is made of the heads' own fronts, is still promoted fro
 A promotion is a new Optuna trial of the same parameters (`promoted_from`: the trial below)
 that resumes the checkpoint of the one below and trains on to its rung; its values are its
 result at that rung. The schedule reads only the stored trials, so it works the same with one
-worker, several, or several hosts, and after a resume. A promotion that failed is promotable
-again (an interrupted rung is retried); one that is waiting or running is not promoted twice.
+worker, several, or several hosts, and after a resume. A trial is promoted once: an interrupted
+or killed promotion is retried as itself (the signal handler and the heartbeat enqueue it
+again, resuming the same checkpoint), and one that raised is failed with its reason.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ class Promotion:
 
 
 _LINEAGE_NAMES = (TrialKey.REFERENCE, TrialKey.FIRST_DRAW)
-# A promotion in one of these states is taken; a failed one may be chosen again.
-LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+# A promotion in one of these states trains its parent on (a PRUNED one lost a race to one).
+LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,13 @@ class Schedule:
 
     def next_promotion(self, trials: Sequence[FrozenTrial]) -> Promotion | None:
         """The promotion to run now, highest rung first, or None: start a new architecture."""
+        # Any continuation takes it: an interrupted or killed one is retried as itself (a
+        # retry enqueued by the signal handler or the heartbeat), and one that raised would
+        # raise again (training is deterministic).
         promoted = {
             t.user_attrs[TrialKey.PROMOTED_FROM]
             for t in trials
-            if t.state in LIVE_STATES and TrialKey.PROMOTED_FROM in t.user_attrs
+            if TrialKey.PROMOTED_FROM in t.user_attrs
         }
         for rung in reversed(range(len(self.rungs) - 1)):
             for trial in self.promotable(trials, rung):

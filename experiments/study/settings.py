@@ -42,7 +42,7 @@ class LatencyMeasurement:
 @dataclass(frozen=True)
 class StudySettings:
     name: str
-    n_trials: int  # finished (complete or pruned) trials to reach: re-running resumes
+    n_trials: int  # finished architectures to reach (not promotions): re-running resumes
     n_workers: int  # processes on this host, each on its own trials
     seed: int
     input_size: tuple[int, int] | None  # None: the dataset's

@@ -21,6 +21,7 @@ from analysis.record import GMADDS, MIOU, Constraint, TrialKey
 from experiments.data import CityscapesDataset
 from experiments.study.early_stopping import MultiObjectiveStopper
 from experiments.study.interrupts import Interrupted, armed
+from experiments.study.progress import count_trials
 from experiments.study.proposers import Proposer
 from experiments.study.schedule import LIVE_STATES, Schedule
 from experiments.study.settings import LatencyMeasurement, StudySettings
@@ -66,7 +67,7 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         # Its architecture was chosen (every parameter suggested): run it again. Stopped
         # earlier, it has nothing to repeat: a first trial is enqueued again on the next start
         # (`enqueue_missing_initial_trials`), a sampled one is sampled anew.
-        if TrialKey.SPEC in trial.user_attrs:
+        if TrialKey.SPEC in trial.user_attrs or TrialKey.PROMOTED_FROM in trial.user_attrs:
             kept = {k: v for k, v in trial.user_attrs.items() if k in _IDENTIFYING}
             retry = {**kept, TrialKey.RETRY_OF: trial.number}
             trial.study.enqueue_trial(trial.params, user_attrs=retry)
@@ -93,6 +94,7 @@ _INHERITED = (TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS, TrialKey.FVCORE_TOTA
 
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     settings = context.settings
+    _refuse_beyond_the_target(trial, context)
     spec, seed = context.proposer.propose(trial)
     parent = _parent(trial)
     if context.schedule is not None and parent is None:
@@ -170,12 +172,27 @@ def _parent(trial: optuna.Trial) -> FrozenTrial | None:
     return trial.study.get_trials(deepcopy=False)[number]
 
 
+def _refuse_beyond_the_target(trial: optuna.Trial, context: TrialContext) -> None:
+    """Under a schedule, workers go on after the target to run its promotions; one that asked
+    for the promotion another worker has just taken would be handed a new architecture the
+    study does not need. It stops before choosing one (PRUNED, counted nowhere)."""
+    if context.schedule is None or any(key in trial.user_attrs for key in _IDENTIFYING):
+        return  # enqueued: a promotion, a retry, a paper design or a head's draw
+    if count_trials(trial.study).finished >= context.settings.n_trials:
+        reason = f"not started: the study has its {context.settings.n_trials} architectures"
+        trial.set_user_attr(TrialKey.PRUNE_REASON, reason)
+        raise optuna.TrialPruned(reason)
+
+
 def _refuse_a_second_promotion(trial: optuna.Trial, parent: FrozenTrial) -> None:
     """Two workers that chose the same promotion at the same moment: the older one trains it,
     this one stops at once (PRUNED, counted nowhere)."""
+    retried = trial.user_attrs.get(TrialKey.RETRY_OF)  # still RUNNING while it is failed
     for other in trial.study.get_trials(deepcopy=False, states=LIVE_STATES):
-        if other.number < trial.number and other.user_attrs.get(TrialKey.PROMOTED_FROM) == (
-            parent.number
+        if (
+            other.number < trial.number
+            and other.number != retried
+            and other.user_attrs.get(TrialKey.PROMOTED_FROM) == parent.number
         ):
             reason = f"trial {parent.number} is already promoted by trial {other.number}"
             trial.set_user_attr(TrialKey.PRUNE_REASON, reason)
@@ -293,7 +310,7 @@ def _train(
         _continue(trainer, parent, trial)
         curve.extend([step, 100.0 * miou] for step, miou in trainer.curve)
     if trainer.checkpoint_path is not None:
-        trial.set_user_attr(TrialKey.CHECKPOINT, str(trainer.checkpoint_path))
+        trial.set_user_attr(TrialKey.CHECKPOINT, str(trainer.checkpoint_path.resolve()))
     try:
         return trainer.fit(until=until)
     finally:
@@ -310,4 +327,10 @@ def _continue(trainer: Trainer, parent: FrozenTrial, trial: optuna.Trial) -> Non
             "trial %d: the checkpoint of trial %d (%s) is missing; training from step 0",
             trial.number, parent.number, path,
         )  # fmt: skip
+    elif trainer.step != parent.user_attrs.get(TrialKey.STEPS):
+        raise ValueError(
+            f"{path} is at step {trainer.step}, but trial {parent.number} ended at step "
+            f"{parent.user_attrs.get(TrialKey.STEPS)}: another run wrote it (a study of the same "
+            "name in another output_dir?)"
+        )
     trial.set_user_attr(TrialKey.RESUMED_FROM_STEP, trainer.step)
