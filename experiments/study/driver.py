@@ -310,9 +310,13 @@ def run_worker(
         raise_if_interrupted()  # a signal between trials stops the worker here
         counts = count_trials(study)
         # A promotion comes before a new architecture, and after the target is reached: the
-        # study ends with every rung's best trials trained on. One waiting (just enqueued, or
-        # the retry of an interrupted one) runs whatever the target.
-        promoting = counts.waiting_promotions > 0 or _enqueue_promotion(study, setup.schedule)
+        # study ends with every rung's best trials trained on. Before the target it is chosen
+        # once the enqueued first trials have run (on their results too); one waiting (just
+        # enqueued, or the retry of an interrupted one) runs whatever the target.
+        may_choose = not counts.waiting or counts.finished >= settings.n_trials
+        promoting = counts.waiting_promotions > 0 or (
+            may_choose and _enqueue_promotion(study, setup.schedule)
+        )
         running_architectures = counts.running - counts.running_promotions
         if not promoting:
             # Past the target, or the rest of it running elsewhere: a running trial may still
