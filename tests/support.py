@@ -3,13 +3,15 @@ one way to run a real command in a subprocess (fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +87,27 @@ def run_process(
         check=False,
         env=command_env(env),
     )
+
+
+@contextlib.contextmanager
+def command_group(module: str, *arguments: str) -> Iterator[subprocess.Popen[str]]:
+    """`python -m module arguments...` in a process group of its own (the group holds its
+    workers, so a test can signal the command and check that none outlives it); whatever the
+    test's outcome, the group is killed on exit: a failed test leaves nothing running."""
+    with subprocess.Popen(
+        command(module, *arguments),
+        cwd=REPO,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:

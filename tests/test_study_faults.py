@@ -3,11 +3,9 @@ commands at once, bad storages and secrets. Real processes and signals, real SQL
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
-import subprocess
 import threading
 from pathlib import Path
 
@@ -22,9 +20,7 @@ from experiments.study.driver import SearchSetup, prepare, sampler_seed, search,
 from experiments.study.identity import StudyMismatchError
 from experiments.study.storage import StorageError, make_storage
 from tests.support import (
-    REPO,
-    command,
-    command_env,
+    command_group,
     merged,
     run_command,
     tiny_budget,
@@ -68,27 +64,15 @@ def test_a_stop_signal_fails_the_running_trial_and_enqueues_it_again(
         "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
         "trainer.steps=20000",
     )  # fmt: skip
-    with subprocess.Popen(
-        command("experiments.search", *arguments),
-        cwd=REPO,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # the group holds the workers: none may outlive the command
-    ) as process:
-        try:
-            # Mid-trial: its architecture chosen, so it is enqueued again as it was.
-            chosen = lambda: trial_running(tmp_path / "studies.db", "spec")  # noqa: E731
-            wait_until(chosen, timeout=120, what="a trial to choose its architecture")
-            process.send_signal(signum)
-            stdout, stderr = process.communicate(timeout=120)
-            # No orphaned worker trains on (the group also holds multiprocessing's resource
-            # tracker, which leaves a moment after the command).
-            wait_until(lambda: group_gone(process.pid), timeout=10, what="the group to end")
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # a failed test leaves nothing running
+    with command_group("experiments.search", *arguments) as process:
+        # Mid-trial: its architecture chosen, so it is enqueued again as it was.
+        chosen = lambda: trial_running(tmp_path / "studies.db", "spec")  # noqa: E731
+        wait_until(chosen, timeout=120, what="a trial to choose its architecture")
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+        # No orphaned worker trains on (the group also holds multiprocessing's resource
+        # tracker, which leaves a moment after the command).
+        wait_until(lambda: group_gone(process.pid), timeout=10, what="the group to end")
     assert process.returncode == code, stderr[-3000:]
     assert "Traceback" not in stderr and "Traceback" not in stdout
     assert f"interrupted by {signal.Signals(signum).name}" in stderr

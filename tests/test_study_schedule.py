@@ -4,10 +4,7 @@ with several workers and after an interrupted rung."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,9 +25,7 @@ from experiments.study.schedule import (
     top_ranked,
 )
 from tests.support import (
-    REPO,
-    command,
-    command_env,
+    command_group,
     merged,
     run_command,
     tiny_budget,
@@ -293,24 +288,12 @@ def test_an_interrupted_rung_is_retried_from_the_checkpoint_below(
         "study.schedule.reduction=200", "study.n_trials=1", "storage.heartbeat_interval=1",
         "storage.grace_period=3",
     )  # fmt: skip
-    with subprocess.Popen(
-        command("experiments.search", *arguments),
-        cwd=REPO,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            database = tmp_path / "studies.db"
-            promoted = lambda: trial_running(database, TrialKey.RESUMED_FROM_STEP)  # noqa: E731
-            wait_until(promoted, timeout=120, what="a promoted trial to train")
-            process.send_signal(signum)
-            process.communicate(timeout=120)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+    with command_group("experiments.search", *arguments) as process:
+        database = tmp_path / "studies.db"
+        promoted = lambda: trial_running(database, TrialKey.RESUMED_FROM_STEP)  # noqa: E731
+        wait_until(promoted, timeout=120, what="a promoted trial to train")
+        process.send_signal(signum)
+        process.communicate(timeout=120)
     assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
     trials = load(tmp_path).get_trials()
     interrupted = [t for t in trials if TrialKey.PROMOTED_FROM in t.user_attrs]

@@ -35,10 +35,7 @@ class TrainingStream(Sampler[tuple[int, AugmentationKey]]):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if n_items < batch_size:
-            raise ValueError(
-                f"the training set has {n_items} images, fewer than one batch ({batch_size})"
-            )
+        check_one_batch(n_items, batch_size)
         self.n_items = n_items
         self.batch_size = batch_size
         self.seed = seed
@@ -56,6 +53,14 @@ class TrainingStream(Sampler[tuple[int, AugmentationKey]]):
                 for position in range(first + self.rank, first + self.batch_size, self.world_size):
                     yield int(order[position]), (self.seed, epoch, position)
             epoch, batch = epoch + 1, 0
+
+
+def check_one_batch(n_items: int, batch_size: int) -> None:
+    """An epoch must hold a whole (global) batch: its last incomplete one is dropped."""
+    if n_items < batch_size:
+        raise ValueError(
+            f"the training set has {n_items} images, fewer than one batch ({batch_size})"
+        )
 
 
 class SeededItems(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -26,7 +26,7 @@ from experiments.training.evaluation import autocast_for, eval_loader, evaluate
 from experiments.training.losses import LossConfig, SegmentationLoss
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import Runtime
-from experiments.training.stream import SeededItems, TrainingStream
+from experiments.training.stream import SeededItems, TrainingStream, check_one_batch
 from search_space.model import SegmentationNet, build
 from search_space.outputs import TrainOutput
 from search_space.spec import ArchSpec
@@ -159,11 +159,7 @@ class Trainer:
                 f"trainer.batch_size={config.batch_size} must be divisible by the number of "
                 f"processes ({runtime.world_size})"
             )
-        if len(train_set) < config.batch_size:  # type: ignore[arg-type]
-            raise ValueError(
-                f"the training set has {len(train_set)} images, fewer than one batch "  # type: ignore[arg-type]
-                f"({config.batch_size})"
-            )
+        check_one_batch(len(train_set), config.batch_size)  # type: ignore[arg-type]
         self.train_set = train_set
         self.val_loader = eval_loader(
             val_set, runtime, config.eval_batch_size, min(config.num_workers, 2)
