@@ -30,17 +30,33 @@ def tiny(root: Path) -> list[str]:
 
 
 def test_schedule_savings_measures_both_runs_and_exact_resumes(
-    synthetic_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    synthetic_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     overrides = [
         *tiny(synthetic_root), f"dataset.input_size={INPUT_SIZE[0]}x{INPUT_SIZE[1]}",
         "space=dfanet", "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
         "study.threads_per_worker=1",
     ]  # fmt: skip
-    arguments = ["--architectures", "4", "--steps", "8", "--reduction", "2", "--min-steps", "2"]
+    arguments = [
+        "--architectures", "4", "--steps", "8", "--reduction", "2", "--min-steps", "2",
+        "--storage", str(tmp_path / "kept.db"),
+    ]  # fmt: skip
     monkeypatch.setattr(sys, "argv", ["schedule_savings", *arguments, *overrides])
     schedule_savings.main()
     out = capsys.readouterr().out
+    # Again on the kept storage: the first run is reused as it was, the schedule run afresh.
+    kept = f"sqlite:///{tmp_path / 'kept.db'}"
+    started = lambda name: [  # noqa: E731
+        t.datetime_start for t in optuna.load_study(study_name=name, storage=kept).trials
+    ]
+    first_run, scheduled_run = started("savings-0"), started("savings-1")
+    schedule_savings.main()
+    assert started("savings-0") == first_run
+    assert min(started("savings-1")) > max(scheduled_run)
+    assert capsys.readouterr().out.splitlines()[-1] == out.splitlines()[-1]
     # The trials the schedule carried to 8 steps equal those trained straight to 8.
     gap = re.search(r"largest mIoU gap of a top-rung trial to the first run: (\S+)", out)
     assert gap is not None and float(gap.group(1)) == 0.0

@@ -88,8 +88,8 @@ def test_the_top_third_of_a_rung_is_promoted_by_non_dominated_sorting(tmp_path: 
     trials = study.get_trials()
     # #0 (best), #1 and #4 (cheapest) are non-dominated: three for two places, and crowding
     # keeps the two ends of the front, not the middle one.
-    assert {t.number for t in schedule().promotable(trials, 0)} == {0, 4}
-    first = schedule().next_promotion(trials)
+    assert {t.number for t in schedule().promotable(trials, 0, closed=False)} == {0, 4}
+    first = schedule().next_promotion(trials, sampling_done=False)
     assert first is not None and first.rung == 1 and first.parent.number in (0, 4)
     assert first.user_attrs()[TrialKey.PROMOTED_FROM] == first.parent.number
 
@@ -100,14 +100,15 @@ def test_a_promotion_is_taken_once(tmp_path: Path) -> None:
         add(study, m, g)
     # Three at rung 0: one place. #1 and #0 tie on the front (two points: both extremes);
     # the older one wins.
-    assert schedule().next_promotion(study.get_trials()).parent.number == 0
+    assert schedule().next_promotion(study.get_trials(), sampling_done=False).parent.number == 0
     add(study, 0, 0, rung=1, state=TrialState.RUNNING, **{TrialKey.PROMOTED_FROM: 0})
-    assert schedule().next_promotion(study.get_trials()) is None  # nothing else earns a place
+    # Nothing else earns a place.
+    assert schedule().next_promotion(study.get_trials(), sampling_done=False) is None
     # Asynchronous: three more arrive, a second place opens at once, no rung waits to fill.
     best = add(study, 40, 0.05)  # dominates every other
     add(study, 1, 1.0)
     add(study, 2, 1.0)
-    promotion = schedule().next_promotion(study.get_trials())
+    promotion = schedule().next_promotion(study.get_trials(), sampling_done=False)
     assert promotion is not None and promotion.parent.number == best
 
 
@@ -117,9 +118,49 @@ def test_a_failed_promotion_is_not_chosen_again(tmp_path: Path) -> None:
     study = stored_study(tmp_path)
     for m, g in [(30, 0.2), (25, 0.3), (20, 0.3)]:
         add(study, m, g)
-    assert schedule().next_promotion(study.get_trials()).parent.number == 0
+    assert schedule().next_promotion(study.get_trials(), sampling_done=False).parent.number == 0
     add(study, 0, 0, rung=1, state=TrialState.FAIL, **{TrialKey.PROMOTED_FROM: 0})
-    assert schedule().next_promotion(study.get_trials()) is None
+    assert schedule().next_promotion(study.get_trials(), sampling_done=False) is None
+
+
+def test_a_closed_rung_promotes_its_whole_front(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    # Three on the front (#0 best, #1, #4 cheapest), two places by the quota.
+    for m, g in [(30, 0.2), (25, 0.1), (20, 0.3), (24, 0.15), (10, 0.05), (5, 0.4)]:
+        add(study, m, g)
+    trials = study.get_trials()
+    assert {t.number for t in schedule().promotable(trials, 0, closed=False)} == {0, 4}
+    assert {t.number for t in schedule().promotable(trials, 0, closed=True)} == {0, 1, 4}
+
+
+def test_first_arrivals_wait_for_their_rung_to_fill_or_close(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    add(study, 30, 0.2)
+    add(study, 20, 0.1)
+    # Two trials under a reduction of 3: nothing yet while architectures may still arrive.
+    assert schedule("head").next_promotion(study.get_trials(), sampling_done=False) is None
+    closed = schedule("head").next_promotion(study.get_trials(), sampling_done=True)
+    assert closed is not None and closed.parent.number == 0
+
+
+def test_a_rung_closes_when_every_promotion_into_it_has_run(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    for m, g in [(30, 0.2), (25, 0.3), (20, 0.4)]:  # #0 dominates: the whole front
+        add(study, m, g)
+    assert schedule().closed_rungs(study.get_trials(), sampling_done=False) == 0
+    assert schedule().closed_rungs(study.get_trials(), sampling_done=True) == 1
+    add(study, 0, 0, rung=1, state=TrialState.RUNNING, **{TrialKey.PROMOTED_FROM: 0})
+    assert schedule().closed_rungs(study.get_trials(), sampling_done=True) == 1
+    study.tell(3, [40, 0.2])
+    # Rung 1 closed on its one trial: its front (that trial) goes to the top; a failed
+    # promotion closes its rung as well, since it is not run again.
+    trials = study.get_trials()
+    assert schedule().closed_rungs(trials, sampling_done=True) == 2
+    promotion = schedule().next_promotion(trials, sampling_done=True)
+    assert promotion is not None and (promotion.rung, promotion.parent.number) == (2, 3)
+    add(study, 0, 0, rung=2, state=TrialState.FAIL, **{TrialKey.PROMOTED_FROM: 3})
+    assert schedule().closed_rungs(study.get_trials(), sampling_done=True) == 3
+    assert schedule().next_promotion(study.get_trials(), sampling_done=True) is None
 
 
 def test_the_highest_rung_is_promoted_first_and_the_top_rung_never(tmp_path: Path) -> None:
@@ -130,7 +171,7 @@ def test_the_highest_rung_is_promoted_first_and_the_top_rung_never(tmp_path: Pat
         add(study, m, g, rung=1)
     for m, g in [(70, 0.2), (65, 0.3), (60, 0.4)]:
         add(study, m, g, rung=2)
-    promotion = schedule().next_promotion(study.get_trials())
+    promotion = schedule().next_promotion(study.get_trials(), sampling_done=False)
     assert promotion is not None and (promotion.rung, promotion.parent.number) == (2, 3)
 
 
@@ -142,10 +183,13 @@ def test_stratified_promotion_carries_every_heads_best(tmp_path: Path) -> None:
     # Six at rung 0 give two places; DFA holds them. Stratified by head, each head is a bracket:
     # DFA's five give it one place (its best), and ASPP's best (its only trial, dominated by
     # every DFA one) is promoted too, so that the heads meet at the top.
-    plain = {t.number for t in schedule().promotable(study.get_trials(), 0)}
-    assert plain == {0, 1}
-    stratified = {t.number for t in schedule("head").promotable(study.get_trials(), 0)}
+    trials = study.get_trials()
+    assert {t.number for t in schedule().promotable(trials, 0, closed=False)} == {0, 1}
+    stratified = {t.number for t in schedule("head").promotable(trials, 0, closed=True)}
     assert stratified == {0, weak_aspp}
+    # While the rung is open, ASPP's one trial is under its bracket's quota: not carried up
+    # for being early.
+    assert {t.number for t in schedule("head").promotable(trials, 0, closed=False)} == {0}
 
 
 def test_infeasible_and_duplicate_trials_never_compete(tmp_path: Path) -> None:
@@ -154,7 +198,7 @@ def test_infeasible_and_duplicate_trials_never_compete(tmp_path: Path) -> None:
     add(study, 99, 0.01, **{TrialKey.DUPLICATE_OF: 5})
     for m, g in [(30, 0.2), (25, 0.3), (20, 0.4)]:
         add(study, m, g)
-    assert [t.number for t in schedule().promotable(study.get_trials(), 0)] == [2]
+    assert [t.number for t in schedule().promotable(study.get_trials(), 0, closed=False)] == [2]
 
 
 def test_crowding_distance_keeps_the_ends_and_measures_the_gaps() -> None:
@@ -266,7 +310,7 @@ def test_a_scheduled_study_promotes_and_continues_checkpoints(
         compose_config("search", scheduled_arguments(synthetic_root, tmp_path, *overrides))
     )
     assert setup.schedule is not None
-    assert setup.schedule.next_promotion(study.get_trials()) is None
+    assert setup.schedule.next_promotion(study.get_trials(), sampling_done=True) is None
     assert (
         "Multi-fidelity schedule"
         in (tmp_path / "outputs" / "reports" / "tiny" / "report.md").read_text()

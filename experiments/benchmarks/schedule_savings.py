@@ -8,13 +8,16 @@ schedule carries to the top rung has the very mIoU the first run measured for it
 difference is printed). Prints the steps and seconds each run spent, the fronts (the
 schedule's drawn from its top rung), which of the first run's front trials the schedule's front
 kept, and the hypervolume of both fronts at top-budget mIoU against one reference point.
-Extra arguments are Hydra overrides for both runs.
+Extra arguments are Hydra overrides for both runs. `--storage PATH` keeps both studies in that
+SQLite file: a later call reuses the first run (deterministic, and the longer one) and runs
+the schedule again from scratch, which is how a change to the schedule is measured.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import optuna
@@ -36,6 +39,12 @@ def architectures(study: optuna.Study) -> pd.DataFrame:
     return df
 
 
+def _forget(name: str, storage: Path) -> None:
+    url = f"sqlite:///{storage}"
+    if storage.exists() and name in optuna.get_all_study_names(url):
+        optuna.delete_study(study_name=name, storage=url)
+
+
 def main() -> None:
     parser = CommandParser(
         prog="python -m experiments.benchmarks.schedule_savings", description=__doc__
@@ -44,6 +53,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="the top budget")
     parser.add_argument("--reduction", type=int, default=4)
     parser.add_argument("--min-steps", type=int, default=25)
+    parser.add_argument("--storage", type=Path, help="keep the studies in this SQLite file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs")
     args = parser.parse_args()
     common = [
@@ -60,12 +70,16 @@ def main() -> None:
             f"study.schedule.min_steps={args.min_steps}",
         ],
     }
-    with tempfile.TemporaryDirectory() as folder:
-        storage = Path(folder) / "studies.db"
-        runs = {
-            label: architectures(run_demo_study(f"savings-{index}", storage, [*common, *extra]))
-            for index, (label, extra) in enumerate(arms.items())
-        }
+    kept = nullcontext(str(args.storage.parent)) if args.storage else None
+    with kept or tempfile.TemporaryDirectory() as folder_path:
+        storage = args.storage or Path(folder_path) / "studies.db"
+        storage.parent.mkdir(parents=True, exist_ok=True)
+        runs = {}
+        for index, (label, extra) in enumerate(arms.items()):
+            name = f"savings-{index}"
+            if label == "schedule":
+                _forget(name, storage)  # the schedule under test is always measured afresh
+            runs[label] = architectures(run_demo_study(name, storage, [*common, *extra]))
     full, scheduled = runs.values()
     by_architecture = finished(full).set_index("architecture")[MIOU]
     top = finished(scheduled)

@@ -314,10 +314,15 @@ def run_worker(
         # once the enqueued first trials have run (on their results too); one waiting (just
         # enqueued, or the retry of an interrupted one) runs whatever the target.
         may_choose = not counts.waiting or counts.finished >= settings.n_trials
-        promoting = counts.waiting_promotions > 0 or (
-            may_choose and _enqueue_promotion(study, setup.schedule)
-        )
         running_architectures = counts.running - counts.running_promotions
+        sampling_done = (
+            counts.finished >= settings.n_trials
+            and running_architectures == 0
+            and counts.waiting == counts.waiting_promotions
+        )
+        promoting = counts.waiting_promotions > 0 or (
+            may_choose and _enqueue_promotion(study, setup.schedule, sampling_done)
+        )
         if not promoting:
             # Past the target, or the rest of it running elsewhere: a running trial may still
             # earn a promotion, and the top rungs are the longest, so wait for it where its
@@ -369,13 +374,13 @@ def _wait_for_other_workers(study: optuna.Study) -> None:
 _POLL_SECONDS = 2.0
 
 
-def _enqueue_promotion(study: optuna.Study, schedule: Schedule | None) -> bool:
+def _enqueue_promotion(study: optuna.Study, schedule: Schedule | None, sampling_done: bool) -> bool:
     """Enqueue the schedule's next promotion, if it has one; the next trial asked runs it (at
     most one waits at a time, so that each is chosen as late as possible, on every result
     finished by then)."""
     if schedule is None:
         return False
-    promotion = schedule.next_promotion(study.get_trials(deepcopy=False))
+    promotion = schedule.next_promotion(study.get_trials(deepcopy=False), sampling_done)
     if promotion is None:
         return False
     study.enqueue_trial(promotion.parent.params, user_attrs=promotion.user_attrs())

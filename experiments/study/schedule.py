@@ -5,17 +5,25 @@ sorting, then crowding distance).
 Rungs are training budgets in steps, `trainer.steps / reduction**k` down to `min_steps`: with
 400 steps, reduction 4 and min_steps 25, the rungs are 25, 100 and 400. Every new architecture
 trains to the first rung. Whenever a worker is free it first looks for a promotion, highest
-rung first: a trial is promotable when it is among the top `len(rung) // reduction` of the
-trials that completed its rung, ranked by non-dominated sorting on (mIoU at that rung, the
-cost objectives), ties within a front broken by crowding distance so that the promoted trials
-spread along the front. Only when nothing is promotable does the worker start a new
-architecture, so no worker ever waits for a rung to fill.
+rung first; only when nothing is promotable does it start a new architecture, so no worker
+ever waits for a rung to fill.
 
-`stratify` (a gene, `head` in the studies) makes each of that gene's values a bracket of its
-own: at every rung, the top `max(1, n // reduction)` of each head's `n` trials there are
-promotable. Every head's best trials reach the top rung, so that the heads are compared at the
-budget that ranks them, not at the first rung, where the head that learns fastest leads; and
-the study's front, which is made of the heads' own fronts, is still promoted from each.
+While a rung is open (trials may still reach it), a trial is promotable when it is among the
+top `n // reduction` of the `n` trials that completed the rung, ranked by non-dominated sorting
+on (mIoU at that rung, the cost objectives), ties within a front broken by crowding distance so
+that the promoted trials spread along the front. Below `reduction` trials nothing is promoted
+yet: a rung's first arrivals are not carried up for being early. A rung closes when no trial
+can reach it any more (every architecture sampled and trained to the first rung; every
+promotion from the rung below run); then its whole first non-dominated front is promotable
+too. A front of four from sixteen architectures does not fit in a quarter of them, and a trial
+dominated at no rung is the study's front in the making: trained on, it is measured where the
+front is drawn.
+
+`stratify` (a gene, `head` in the studies) makes each of that gene's values a bracket with its
+own quota, `n_h // reduction` of its `n_h` trials, and at least one once the rung has closed:
+every head's best trials reach the top rung, so that the heads are compared at the budget that
+ranks them, not at the first rung, where the head that learns fastest leads. The front of a
+closed rung is taken over all of them, since the study's front is one front.
 
 A promotion is a new Optuna trial of the same parameters (`promoted_from`: the trial below)
 that resumes the checkpoint of the one below and trains on to its rung; its values are its
@@ -99,31 +107,72 @@ class Schedule:
         """What the study stores of it (`StudyKey.SCHEDULE`) for its report."""
         return {"rungs": list(self.rungs), "reduction": self.reduction, "stratify": self.stratify}
 
-    def next_promotion(self, trials: Sequence[FrozenTrial]) -> Promotion | None:
-        """The promotion to run now, highest rung first, or None: start a new architecture."""
+    def next_promotion(
+        self, trials: Sequence[FrozenTrial], sampling_done: bool
+    ) -> Promotion | None:
+        """The promotion to run now, highest rung first, or None: start a new architecture.
+        `sampling_done`: every architecture of the study is sampled and none of them is still
+        training to the first rung, so the first rung is closed."""
         # Any continuation takes it: an interrupted or killed one is retried as itself (a
         # retry enqueued by the signal handler or the heartbeat), and one that raised would
         # raise again (training is deterministic).
-        promoted = {
-            t.user_attrs[TrialKey.PROMOTED_FROM]
-            for t in trials
-            if TrialKey.PROMOTED_FROM in t.user_attrs
-        }
+        taken = _taken(trials)
+        closed = self.closed_rungs(trials, sampling_done)
         for rung in reversed(range(len(self.rungs) - 1)):
-            for trial in self.promotable(trials, rung):
-                if trial.number not in promoted:
+            for trial in self.promotable(trials, rung, closed=rung < closed):
+                if trial.number not in taken:
                     return Promotion(trial, rung + 1)
         return None
 
-    def promotable(self, trials: Sequence[FrozenTrial], rung: int) -> list[FrozenTrial]:
-        """The trials of `rung` that belong on the next one, best first."""
+    def closed_rungs(self, trials: Sequence[FrozenTrial], sampling_done: bool) -> int:
+        """How many rungs, from the first, no trial can reach any more: rung k is closed when
+        rung k - 1 is and every promotion from it has run (none left to take, none waiting or
+        running)."""
+        if not sampling_done:
+            return 0
+        taken = _taken(trials)
+        live = {
+            t.user_attrs[TrialKey.RUNG]
+            for t in trials
+            if TrialKey.PROMOTED_FROM in t.user_attrs
+            and t.state in (TrialState.WAITING, TrialState.RUNNING)
+        }
+        closed = 1
+        while (
+            closed < len(self.rungs)
+            and closed not in live
+            and all(t.number in taken for t in self.promotable(trials, closed - 1, closed=True))
+        ):
+            closed += 1
+        return closed
+
+    def promotable(
+        self, trials: Sequence[FrozenTrial], rung: int, *, closed: bool
+    ) -> list[FrozenTrial]:
+        """The trials of `rung` that belong on the next one, each bracket's best first, then
+        the rest of a closed rung's front."""
         at_rung = [t for t in trials if _completed_rung(t) == rung]
-        if self.stratify is None:
-            return top_ranked(at_rung, len(at_rung) // self.reduction, self.directions)
+        brackets = (
+            _strata(at_rung, self.stratify).values() if self.stratify is not None else [at_rung]
+        )
+        floor = 1 if closed and self.stratify is not None else 0
         chosen = []
-        for members in _strata(at_rung, self.stratify).values():
-            chosen += top_ranked(members, max(1, len(members) // self.reduction), self.directions)
+        for members in brackets:
+            quota = max(floor, len(members) // self.reduction)
+            chosen += top_ranked(members, quota, self.directions)
+        if closed:
+            placed = {t.number for t in chosen}
+            chosen += [t for t in first_front(at_rung, self.directions) if t.number not in placed]
         return chosen
+
+
+def _taken(trials: Sequence[FrozenTrial]) -> set[int]:
+    """The trials a promotion has been made from, in any state."""
+    return {
+        t.user_attrs[TrialKey.PROMOTED_FROM]
+        for t in trials
+        if TrialKey.PROMOTED_FROM in t.user_attrs
+    }
 
 
 def _completed_rung(trial: FrozenTrial) -> int | None:
@@ -147,26 +196,35 @@ def _strata(trials: Sequence[FrozenTrial], gene: str) -> dict[Any, list[FrozenTr
     return strata
 
 
+def first_front(
+    trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
+) -> list[FrozenTrial]:
+    """The trials no other of `trials` dominates."""
+    if not trials:
+        return []
+    maximize = [d == StudyDirection.MAXIMIZE for d in directions]
+    mask = non_dominated(np.array([t.values for t in trials], dtype=float), maximize)
+    return [t for t, on in zip(trials, mask, strict=True) if on]
+
+
 def top_ranked(
     trials: Sequence[FrozenTrial], quota: int, directions: Sequence[StudyDirection]
 ) -> list[FrozenTrial]:
     """The `quota` best trials by non-dominated sorting of their values; within the front that
     does not fit whole, the most isolated first (crowding distance), then the oldest."""
-    if quota < 1 or not trials:
-        return []
     maximize = [d == StudyDirection.MAXIMIZE for d in directions]
     remaining = list(trials)
     chosen: list[FrozenTrial] = []
     while remaining and len(chosen) < quota:
-        values = np.array([t.values for t in remaining], dtype=float)
-        mask = non_dominated(values, maximize)
-        front = [t for t, on in zip(remaining, mask, strict=True) if on]
+        front = first_front(remaining, directions)
         if len(chosen) + len(front) > quota:
-            spread = crowding_distance(as_losses(values[mask], maximize))
+            values = np.array([t.values for t in front], dtype=float)
+            spread = crowding_distance(as_losses(values, maximize))
             order = sorted(range(len(front)), key=lambda i: (-spread[i], front[i].number))
             front = [front[i] for i in order[: quota - len(chosen)]]
         chosen += front
-        remaining = [t for t, on in zip(remaining, mask, strict=True) if not on]
+        placed = {t.number for t in front}
+        remaining = [t for t in remaining if t.number not in placed]
     return chosen
 
 
