@@ -98,6 +98,8 @@ class StudyKey:
     DEFINITION: Final = "definition"  # the settings a resume must not change (flat, dotted)
     INITIALISED: Final = "initialised"  # set once the study is described
     SCHEDULE: Final = "schedule"  # {"rungs": [steps, ...], "reduction": r, "stratify": gene}
+    # A retraining (experiments.retrain): {"study": the search, "trials": {"#N": what it measured}}
+    RETRAIN_OF: Final = "retrain_of"
 
 
 KIND_SEARCH: Final = "search"

@@ -62,6 +62,7 @@ from analysis.record import (
     StudyKey,
     TrialKey,
 )
+from analysis.retrain import linked_retrain, retrain_table, verdict
 from analysis.rungs import (
     RHO,
     TAU,
@@ -125,10 +126,19 @@ def write_report(
         *_outcomes(df),
         *_front_section(df, front, attrs, out_dir),
     ]
+    if attrs.get(StudyKey.KIND) != KIND_ABLATION and not front.empty:
+        blocks += [
+            doc.Paragraph("Take a front trial out (genes YAML for `experiments.train`):"),
+            _export_commands(study.study_name, front, attrs),
+        ]
     if attrs.get(StudyKey.SCHEDULE):
         blocks += _schedule_section(df, attrs, out_dir)
-    if attrs.get(StudyKey.KIND) == KIND_ABLATION and StudyKey.ABLATION in attrs:
+    if StudyKey.RETRAIN_OF in attrs:
+        blocks += _retrain_section(df, attrs, out_dir)
+    elif attrs.get(StudyKey.KIND) == KIND_ABLATION and StudyKey.ABLATION in attrs:
         blocks += _ablation_section(df, attrs, out_dir)
+    else:
+        blocks += _retrained_section(study)
     if point is not None:
         blocks += _hypervolume_section(df, point, out_dir)
     if _has_values(df, HEAD, MIOU, GMADDS):
@@ -486,6 +496,77 @@ def _ablation_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path)
         _figure(figure, out_dir, "ablation", "mIoU per variant: mean, 95% CI and every seed"),
         doc.Attachment(out_dir / "ablation.csv", "the ablation table"),
     ]
+
+
+def _retrain_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
+    retrain_of = attrs[StudyKey.RETRAIN_OF]
+    search = retrain_of["study"]
+    table = retrain_table(df, retrain_of)
+    table.to_csv(out_dir / "retrain.csv", index=False)
+    steps = (attrs.get(StudyKey.TRAINER) or {}).get("steps")
+    figure = plots.retrain_figure(
+        table, title=f"{search}: proxy against {steps}-step retraining", proxy_label="proxy mIoU"
+    )
+    return [
+        doc.Heading(f"Retraining of `{search}`"),
+        doc.Paragraph(
+            f"Trials of the search `{search}` retrained with the full recipe ({steps} steps) "
+            f"over seeds {attrs[StudyKey.ABLATION]['seeds']}: {verdict(table)} The proxy mIoU "
+            "is the search's (after its proxy steps); the retrained one is the mean over seeds "
+            "with a 95% Student-t interval; non-dominated: no other retrained trial has a "
+            "higher mean mIoU for no more GMAdds. The search's report: "
+            f"`../{search}/report.md`."
+        ),
+        doc.Table(table.pipe(_rounded)),
+        _figure(figure, out_dir, "retrain", "proxy mIoU (hollow) and retrained mean (filled)"),
+        doc.Attachment(out_dir / "retrain.csv", "the retraining table"),
+    ]
+
+
+def _retrained_section(study: optuna.Study) -> list[doc.Block]:
+    """Where the search's trials were retrained (`experiments.retrain`), what it found."""
+    linked = linked_retrain(study)
+    if linked is None:
+        return []
+    table = retrain_table(load_trials(linked), linked.user_attrs[StudyKey.RETRAIN_OF])
+    if not (table["seeds"] > 0).any():
+        return []
+    columns = ["trial", "GMAdds", "proxy mIoU", "seeds", "retrained mIoU", "CI low", "CI high",
+               "non-dominated retrained"]  # fmt: skip
+    return [
+        doc.Heading("Retrained with the full recipe"),
+        doc.Paragraph(
+            f"`{linked.study_name}` retrained trials of this search over seeds: "
+            f"{verdict(table)} Its report: `../{linked.study_name}/report.md`."
+        ),
+        doc.Table(table[columns].pipe(_rounded)),
+    ]
+
+
+def _export_commands(study_name: str, front: pd.DataFrame, attrs: Mapping[str, Any]) -> doc.Block:
+    """How to take each front trial out of the study, and to retrain the front."""
+    where = _storage_argument(attrs)
+    exports = [
+        f"trial #{number}: `python -m analysis.export study={study_name} trial={number}{where}`"
+        for number in front["number"].astype(int)
+    ]
+    return doc.Bullets(
+        (
+            *exports,
+            f"every front trial (add `onnx=true` for ONNX files): `python -m analysis.export "
+            f"study={study_name} trial=front{where}`",
+            f"retrain the front over seeds with the full recipe: `python -m experiments.retrain "
+            f"study={study_name}{where}`",
+        )
+    )
+
+
+def _storage_argument(attrs: Mapping[str, Any]) -> str:
+    """` storage=...` for a command that reads this study, or nothing for the default storage
+    (the stored config has every password masked)."""
+    storage = (attrs.get(StudyKey.CONFIG) or {}).get("storage") or {}
+    location = storage.get("url") if storage.get("kind") == "rdb" else storage.get("path")
+    return "" if location in (None, DEFAULT_STORAGE) else f" storage={location}"
 
 
 def _rounded(table: pd.DataFrame) -> pd.DataFrame:

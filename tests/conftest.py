@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments.data import ensure_synthetic_cityscapes
-from tests.support import SMALL
+from tests.support import SMALL, run_command, tiny_search_arguments
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -26,3 +26,14 @@ def _deterministic_torch() -> None:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_synthetic_cityscapes(tmp_path_factory.mktemp("synthetic") / "set", **SMALL)
+
+
+@pytest.fixture(scope="session")
+def tiny_search(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished three-trial demo study `tiny` (storage `<folder>/studies.db`, artefacts and
+    report under `<folder>/outputs`), run once a session by the real command: what the export
+    and retrain tests take trials from. Tests that add to it copy the database first."""
+    folder = tmp_path_factory.mktemp("tiny-search")
+    result = run_command("experiments.search", *tiny_search_arguments(synthetic_root, folder))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder

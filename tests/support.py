@@ -55,6 +55,15 @@ def tiny_budget(root: Path, tmp_path: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def tiny_search_arguments(root: Path, tmp_path: Path, *overrides: str) -> list[str]:
+    """A three-trial demo study `tiny` on the tiny budget (a paper design, then the sampler)."""
+    return merged(
+        "+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=3",
+        "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
+        "sampler.n_startup_trials=2", *overrides,
+    )  # fmt: skip
+
+
 def merged(*overrides: str) -> list[str]:
     """Hydra overrides with each key once, the last value winning: the commands refuse a key
     given twice, as a user's typo would be."""

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).parents[1]
-COMMANDS = ("experiments.search", "experiments.ablate", "experiments.train", "experiments.evaluate")
+COMMANDS = (
+    "experiments.search", "experiments.ablate", "experiments.retrain", "experiments.train",
+    "experiments.evaluate",
+)  # fmt: skip
 LIBRARIES = ("search_space", "analysis", "experiments")
 # Layer -> the layers it may import (itself included). The longest matching prefix decides.
 ALLOWED: dict[str, tuple[str, ...]] = {

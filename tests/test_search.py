@@ -18,9 +18,8 @@ from tests.support import (
     REPO,
     command,
     command_env,
-    merged,
     run_command,
-    tiny_budget,
+    tiny_search_arguments,
     trial_running,
     wait_until,
 )
@@ -28,16 +27,8 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 
-def search_arguments(root: Path, tmp_path: Path, *overrides: str) -> list[str]:
-    return merged(
-        "+study=demo", *tiny_budget(root, tmp_path), "study.name=tiny", "study.n_trials=3",
-        "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
-        "sampler.n_startup_trials=2", *overrides,
-    )  # fmt: skip
-
-
 def run_search(root: Path, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    return run_command("experiments.search", *search_arguments(root, tmp_path, *overrides))
+    return run_command("experiments.search", *tiny_search_arguments(root, tmp_path, *overrides))
 
 
 def load(tmp_path: Path, name: str = "tiny") -> optuna.Study:
@@ -197,7 +188,7 @@ def test_killed_worker_trial_is_failed_and_retried(synthetic_root: Path, tmp_pat
     process = subprocess.Popen(
         command(
             "experiments.search",
-            *search_arguments(synthetic_root, tmp_path, *overrides),
+            *tiny_search_arguments(synthetic_root, tmp_path, *overrides),
         ),
         cwd=REPO,
         env=command_env(),
@@ -237,7 +228,7 @@ def test_offline_wandb_writes_one_run_per_trial(synthetic_root: Path, tmp_path: 
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "outputs"), "WANDB_API_KEY": ""}
     result = run_command(
         "experiments.search",
-        *search_arguments(synthetic_root, tmp_path, "study.n_trials=1", "tracking=wandb"),
+        *tiny_search_arguments(synthetic_root, tmp_path, "study.n_trials=1", "tracking=wandb"),
         env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -483,21 +483,31 @@ def summarise(study: optuna.Study, output_dir: Path) -> None:
 
 
 def run_command(cfg: DictConfig) -> None:
-    """The body of `experiments.search` and `experiments.ablate`: run, then report. Exit
-    codes: 0 done, 1 stopped by failing trials, 2 a configuration error (nothing ran), 128 +
-    the signal's number when interrupted (the report of what finished is written)."""
+    """The body of `experiments.search` and `experiments.ablate`: run, then report (see
+    `run_and_report`)."""
+    try:
+        refuse_repeated_overrides(HydraConfig.get().overrides.task)
+    except CONFIG_ERRORS as error:
+        print(f"error: {mask_secrets(str(error))}", file=sys.stderr)
+        sys.exit(2)
+    run_and_report(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+
+def run_and_report(config: dict[str, Any]) -> None:
+    """Run a composed config's study to its target, then print its front or table and write
+    its report. Exit codes: 0 done, 1 stopped by failing trials, 2 a configuration error
+    (nothing ran), 128 + the signal's number when interrupted (the report of what finished is
+    written)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with stop_on_signals():
         try:
-            _run_and_report(cfg)
+            _run_and_report(config)
         except Interrupted as stop:
             sys.exit(stop.exit_code)
 
 
-def _run_and_report(cfg: DictConfig) -> None:
+def _run_and_report(config: dict[str, Any]) -> None:
     try:
-        refuse_repeated_overrides(HydraConfig.get().overrides.task)
-        config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         setup = prepare(config)
         check_writable(Path(config["output_dir"]) / "reports" / setup.settings.name)
         raise_if_interrupted()  # stopped while indexing the data: no study touched

@@ -112,14 +112,16 @@ class AblationProposer:
     baseline: str
     seeds: tuple[int, ...]
     variants: dict[str, ArchSpec]
+    # Set by experiments.retrain: the search whose trials these variants are, and what the
+    # search measured for each (the retrain report sets it beside the retrained figures).
+    retrain_of: Mapping[str, Any] | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], input_size: Sequence[int]) -> AblationProposer:
-        unknown = sorted(set(config) - {"name", "base", "baseline", "seeds", "variants"})
+        unknown = sorted(set(config) - {*_ABLATION_KEYS, "retrain_of"})
         if unknown:
             raise ValueError(
-                f"ablation has unknown keys {unknown}; expected name, base, baseline, seeds, "
-                "variants"
+                f"ablation has unknown keys {unknown}; expected {', '.join(_ABLATION_KEYS)}"
             )
         name = str(config.get("name", "ablation"))
         variants_config = config.get("variants")
@@ -137,7 +139,7 @@ class AblationProposer:
             raise ValueError(
                 f"ablation '{name}': baseline '{baseline}' is not a variant ({list(variants)})"
             )
-        return cls(name, baseline, seeds, variants)
+        return cls(name, baseline, seeds, variants, config.get("retrain_of"))
 
     @property
     def n_trials(self) -> int:
@@ -169,7 +171,11 @@ class AblationProposer:
                     for label, spec in self.variants.items()
                 },
             },
+            **({StudyKey.RETRAIN_OF: self.retrain_of} if self.retrain_of else {}),
         }
+
+
+_ABLATION_KEYS = ("name", "base", "baseline", "seeds", "variants")
 
 
 def _variant_spec(

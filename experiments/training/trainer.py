@@ -27,9 +27,8 @@ from experiments.training.losses import LossConfig, SegmentationLoss
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import Runtime
 from experiments.training.stream import SeededItems, TrainingStream, check_one_batch
-from search_space.model import SegmentationNet, build
+from search_space.model import SegmentationNet
 from search_space.outputs import TrainOutput
-from search_space.spec import ArchSpec
 
 
 class NonFiniteLossError(RuntimeError):
@@ -328,22 +327,3 @@ class Trainer:
         self.images_seen = int(state["images_seen"])
         self.losses = list(state["losses"])
         return True
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    model: SegmentationNet
-    dataset: dict[str, Any] | None  # the config of the data it was trained on, when recorded
-
-
-def load_checkpoint(path: Path) -> Checkpoint:
-    """The network a `Trainer` checkpoint holds (it records the spec and number of classes)
-    and the dataset it was trained on."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("spec") is None:
-        raise ValueError(f"{path}: not a checkpoint written by experiments.train (no 'spec')")
-    model = build(ArchSpec.from_dict(state["spec"]), int(state["num_classes"]))
-    model.load_state_dict(state["model"])
-    return Checkpoint(model, state.get("dataset"))
