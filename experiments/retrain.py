@@ -10,6 +10,8 @@ same command again) and shared by workers and hosts as a search is (`study.n_wor
 same command on several hosts). Its report sets the proxy mIoU beside the retrained mean and
 interval, ranks both (Kendall's tau, Spearman's rho) and says which trials are still
 non-dominated ("the front held: 3 of 4"); the search's report is rewritten with a link to it.
+The retrained checkpoints are kept: `python -m analysis.export study=NAME-retrain trial=N
+onnx=true` exports one with its weights.
 
 Other `key=value` arguments are Hydra overrides of the retraining (`study.n_workers=2`,
 `trainer.steps=800`, `output_dir=...`); `dataset.KEY=VALUE` changes the search's data settings
@@ -77,18 +79,19 @@ def retrain_config(
         OmegaConf.create({"dataset": searched["dataset"]}), OmegaConf.from_dotlist(dataset_changes)
     )
     recipe = trainer or FULL_RECIPES.get(str(searched["dataset"].get("name")), "demo")
-    # Beside the search's own artefacts and report, unless told otherwise.
-    output_dir = (
-        []
-        if any(o.startswith("output_dir=") for o in overrides)
-        else [f"output_dir={searched['output_dir']}"]
-    )
+    defaults = {
+        # Beside the search's own artefacts and report.
+        "output_dir": searched["output_dir"],
+        # The retrained networks are the ones to ship: `analysis.export` reads their weights.
+        "study.keep_checkpoints": "true",
+    }
+    given = {o.split("=", 1)[0] for o in overrides}
     config = compose_config(
         "ablate",
         [
             f"trainer={recipe}",
             f"study.name={retrain_study_name(search.study_name)}",
-            *output_dir,
+            *(f"{key}={value}" for key, value in defaults.items() if key not in given),
             *(o for o in overrides if not o.startswith("dataset.")),
         ],
     )

@@ -88,6 +88,7 @@ def test_the_full_recipe_of_the_searchs_data_is_the_default(
     assert config["storage"]["url"] == "sqlite:///x.db"
     assert config["study"]["name"] == "tiny-retrain"
     assert config["output_dir"] == search.user_attrs["config"]["output_dir"]
+    assert config["study"]["keep_checkpoints"] is True  # the networks to ship
     variants = config["ablation"]["variants"]
     assert list(variants) == ["#0", "#1"]
     assert variants["#1"] | {"input_size": [64, 128]} == trials[1].user_attrs["spec"]
