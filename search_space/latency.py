@@ -76,6 +76,19 @@ class LatencyResult:
     threads: int  # torch's intra-op CPU threads during the measurement
     path: str  # "eager", or the deployed model's steps (e.g. "folded+channels_last")
 
+    @classmethod
+    def from_samples(cls, samples: list[float], **settings: Any) -> LatencyResult:
+        """The median and spread of `samples` (ms per call, from `time_calls`), with the
+        measurement's settings (every field but the figures)."""
+        deciles = statistics.quantiles(samples, n=10, method="inclusive")
+        return cls(
+            median_ms=statistics.median(samples),
+            p10_ms=deciles[0],
+            p90_ms=deciles[-1],
+            repeats=len(samples),
+            **settings,
+        )
+
     @property
     def fps(self) -> float:
         """Images per second at this batch size."""
@@ -177,12 +190,8 @@ def measure_module(
             samples = time_calls(call, device, protocol)
     finally:
         model.train(was_training)
-    deciles = statistics.quantiles(samples, n=10, method="inclusive")
-    return LatencyResult(
-        median_ms=statistics.median(samples),
-        p10_ms=deciles[0],
-        p90_ms=deciles[-1],
-        repeats=len(samples),
+    return LatencyResult.from_samples(
+        samples,
         batch=batch,
         input_size=(int(input_size[0]), int(input_size[1])),
         device=str(device),
