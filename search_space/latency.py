@@ -14,7 +14,8 @@ the result. CPU figures also depend on the allocator: call
 page faults on freshly mapped activations can double a median from one process to the next.
 
 `measure_latency(spec, ...)` is what a study calls before training (`CHEAP` protocol);
-`measure_module(model, ...)` times any built or deployed module.
+`measure_module(model, ...)` times any built or deployed module;
+`search_space.onnx_export.measure_onnx` times an exported ONNX file with the same protocol.
 """
 
 from __future__ import annotations
@@ -73,20 +74,35 @@ class LatencyResult:
     input_size: tuple[int, int]
     device: str
     dtype: str
-    threads: int  # torch's intra-op CPU threads during the measurement
-    path: str  # "eager", or the deployed model's steps (e.g. "folded+channels_last")
+    threads: int  # intra-op CPU threads during the measurement (torch's, or onnxruntime's)
+    # "eager", the deployed model's steps (e.g. "folded+channels_last"), or "onnxruntime"
+    path: str
 
     @classmethod
-    def from_samples(cls, samples: list[float], **settings: Any) -> LatencyResult:
-        """The median and spread of `samples` (ms per call, from `time_calls`), with the
-        measurement's settings (every field but the figures)."""
+    def from_samples(
+        cls,
+        samples: list[float],
+        *,
+        batch: int,
+        input_size: tuple[int, int],
+        device: str,
+        dtype: str,
+        threads: int,
+        path: str,
+    ) -> LatencyResult:
+        """The median and spread of `samples`, milliseconds per call from `time_calls`."""
         deciles = statistics.quantiles(samples, n=10, method="inclusive")
         return cls(
             median_ms=statistics.median(samples),
             p10_ms=deciles[0],
             p90_ms=deciles[-1],
             repeats=len(samples),
-            **settings,
+            batch=batch,
+            input_size=input_size,
+            device=device,
+            dtype=dtype,
+            threads=threads,
+            path=path,
         )
 
     @property

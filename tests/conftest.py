@@ -34,6 +34,8 @@ def tiny_search(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     report under `<folder>/outputs`), run once a session by the real command: what the export
     and retrain tests take trials from. Tests that add to it copy the database first."""
     folder = tmp_path_factory.mktemp("tiny-search")
-    result = run_command("experiments.search", *tiny_search_arguments(synthetic_root, folder))
+    # Checkpoints kept, as a scheduled study keeps them: an export reads a trial's weights.
+    arguments = tiny_search_arguments(synthetic_root, folder, "study.keep_checkpoints=true")
+    result = run_command("experiments.search", *arguments)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder

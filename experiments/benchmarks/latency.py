@@ -2,15 +2,19 @@
 
     python -m experiments.benchmarks.latency [--arch NAME ...] [--input-size HxW]
         [--device auto|cpu|cuda] [--batch N] [--dtype fp32|fp16|bf16] [--compile true|false]
-        [--threads N] [--protocol full|cheap] [--retain-memory true|false] [--out DIR]
+        [--threads N] [--protocol full|cheap] [--retain-memory true|false] [--onnx true|false]
+        [--out DIR]
 
 (or the same as `key=value`: `arch=dfanet_a input_size=512x1024`).
 
 For each architecture: parameters, GMAdds (paper convention, batch 1), then the median latency,
 its 10th-90th percentile spread and the FPS of the eager model and of `search_space.deploy`'s
-fast path (and of the compiled fast path with compile=true), with the speed-up over eager. Batch
-1 always; `batch=N` adds rows at batch N. The paper's FPS (DFANet A and B, Table 5) stands
-beside batch-1 rows whose input size is the paper row's. The table is printed and saved as CSV
+fast path (and of the compiled fast path with compile=true), with the speed-up over eager; with
+onnx=true (the default when onnx, onnxruntime and onnxscript are installed) the same for the
+network exported by `search_space.onnx_export` and run in onnxruntime (fp32, batch 1: the file's
+shape is fixed), after printing how far its logits are from eager's. Batch 1 always; `batch=N`
+adds rows at batch N. The paper's FPS (DFANet A and B, Table 5) stands beside batch-1 rows whose
+input size is the paper row's. The table is printed and saved as CSV
 and Markdown under outputs/benchmarks/, named by device, input, dtype, batch and time. The
 machine's load average before and after is recorded: on a busy CPU, multi-threaded latency can
 be many times the quiet figure. On a glibc CPU machine the process first makes malloc keep freed
@@ -21,9 +25,12 @@ make a CPU figure depend on the process's allocation history.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import importlib
 import os
 import re
 import sys
+import tempfile
 import time
 from argparse import ArgumentTypeError
 from collections.abc import Sequence
@@ -39,6 +46,13 @@ from search_space.cost import count_madds
 from search_space.deploy import DTYPES, deploy, retain_freed_memory
 from search_space.latency import CHEAP, FULL, LatencyResult, measure_module, pinned_threads
 from search_space.model import build
+from search_space.onnx_export import (
+    INSTALL_HINT,
+    export_onnx,
+    measure_onnx,
+    missing_packages,
+    runs_on,
+)
 from search_space.published import PublishedResult, published_results
 from search_space.registry import HEAD_COMPARISON, arch_names, get_arch, reference
 
@@ -58,6 +72,7 @@ class BenchmarkConfig:
     threads: int | None
     protocol: str
     retain_memory: bool
+    onnx: bool | None  # None: when the ONNX packages are installed (`main` resolves it)
     out: Path
 
 
@@ -67,7 +82,7 @@ class Row:
     batch: int
     params: int
     gmadds: float
-    latency: dict[str, LatencyResult]  # by path: "eager", "fast", "compiled"
+    latency: dict[str, LatencyResult]  # by path: "eager", "fast", "compiled", "onnx"
     deviation: dict[str, float]  # by non-eager path: max |path - eager| / max |eager|
     paper: PublishedResult | None = None
 
@@ -87,6 +102,7 @@ def parse_args(argv: Sequence[str]) -> BenchmarkConfig:
     parser.add_argument("--threads", type=positive_int)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="full")
     parser.add_argument("--retain-memory", type=boolean, default=True)
+    parser.add_argument("--onnx", type=boolean)
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"))
     args = parser.parse_args(argv)
     return BenchmarkConfig(
@@ -121,7 +137,32 @@ def paper_fps(name: str, input_size: tuple[int, int]) -> PublishedResult | None:
     return None
 
 
+def onnx_unavailable(requested: bool | None, device: torch.device) -> str | None:
+    """Why there is no onnxruntime column (None: there is one); onnx=true that cannot be had
+    is a ValueError, raised before any work."""
+    if requested is False:
+        return "onnx=false"
+    missing = missing_packages()
+    if missing:
+        reason = f"{', '.join(missing)} not installed ({INSTALL_HINT})"
+    elif not runs_on(device):
+        reason = f"onnxruntime has no {device.type} provider here (CUDA needs onnxruntime-gpu)"
+    else:
+        return None
+    if requested:
+        raise ValueError(f"onnx=true, but {reason}")
+    return reason
+
+
 def benchmark_arch(name: str, config: BenchmarkConfig, device: torch.device) -> list[Row]:
+    # The ONNX file lives as long as its rows' measurements.
+    with tempfile.TemporaryDirectory(prefix="latency-onnx-") as scratch:
+        return _benchmark_arch(name, config, device, Path(scratch) / f"{name}.onnx")
+
+
+def _benchmark_arch(
+    name: str, config: BenchmarkConfig, device: torch.device, onnx_path: Path
+) -> list[Row]:
     spec = get_arch(name).replace(input_size=config.input_size)
     cost = count_madds(spec)
     torch.manual_seed(0)
@@ -134,6 +175,11 @@ def benchmark_arch(name: str, config: BenchmarkConfig, device: torch.device) -> 
         paths["compiled"] = deploy(model, dtype=config.dtype, compile=True)
     paper = paper_fps(name, config.input_size)
     deviation = deviations(paths, config.input_size, config.dtype, device)
+    if config.onnx:
+        check = export_onnx(model, config.input_size, onnx_path)
+        print(f"{name}: {check.describe()}", flush=True)
+        deviation["onnx"] = check.relative_difference
+    protocol = PROTOCOLS[config.protocol]
     rows = []
     for batch in sorted({1, config.batch}):
         latency = {
@@ -143,10 +189,14 @@ def benchmark_arch(name: str, config: BenchmarkConfig, device: torch.device) -> 
                 batch=batch,
                 dtype=config.dtype,
                 threads=config.threads,
-                protocol=PROTOCOLS[config.protocol],
+                protocol=protocol,
             )
             for path, module in paths.items()
         }
+        if config.onnx and batch == 1:
+            latency["onnx"] = measure_onnx(
+                onnx_path, threads=config.threads, device=device, protocol=protocol
+            )
         rows.append(
             Row(
                 arch=name,
@@ -215,7 +265,7 @@ def csv_record(row: Row) -> dict[str, object]:
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    paths = list(rows[0].latency)
+    paths = list(dict.fromkeys(path for row in rows for path in row.latency))
     header = ["arch", "batch", "params M", "GMAdds"]
     for path in paths:
         header += [f"{path} ms (p10-p90)", f"{path} FPS"]
@@ -225,7 +275,10 @@ def markdown_table(rows: Sequence[Row]) -> str:
     for row in rows:
         cells = [row.arch, str(row.batch), f"{row.params / 1e6:.2f}", f"{row.gmadds:.2f}"]
         for path in paths:
-            result = row.latency[path]
+            result = row.latency.get(path)
+            if result is None:  # onnx at batch > 1: the file's batch is fixed at 1
+                cells += ["n/a", "n/a", "n/a", f"{row.deviation[path]:.0e}"]
+                continue
             cells += [
                 f"{result.median_ms:.1f} ({result.p10_ms:.1f}-{result.p90_ms:.1f})",
                 f"{result.fps:.1f}",
@@ -252,7 +305,9 @@ def report(rows: Sequence[Row], config: BenchmarkConfig, context: dict[str, str]
         "x/eager: eager median over that path's median; x Δ: max |x - eager| / max |eager| of "
         "the logits of one random image. fast = BN folded into convs, channels-last, inference "
         "mode (search_space.deploy); compiled = fast + torch.compile with freezing (+ CUDA "
-        "graphs on CUDA). Paper FPS: DFANet Table 5, batch 1, at this input size only.\n"
+        "graphs on CUDA); onnx = the fp32 network exported to ONNX (search_space.onnx_export) "
+        "and run in onnxruntime, batch 1 only, its Δ from the fp32 eager model on the CPU. "
+        "Paper FPS: DFANet Table 5, batch 1, at this input size only.\n"
     )
 
 
@@ -260,8 +315,10 @@ def write_outputs(rows: Sequence[Row], markdown: str, out: Path, stem: str) -> t
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
     records = [csv_record(row) for row in rows]
+    # Every row's columns: a batch-N row has no onnx ones (left empty).
+    columns = list(dict.fromkeys(column for record in records for column in record))
     with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(records)
     md_path.write_text(markdown)
@@ -282,6 +339,7 @@ def run(
             for row in benchmark_arch(name, config, device):
                 print(progress_line(row), flush=True)
                 rows.append(row)
+    onnxruntime = importlib.import_module("onnxruntime").__version__ if config.onnx else "not run"
     name = device_name(device)
     where = f"{device.type}{rows[0].latency['eager'].threads}t" if device.type == "cpu" else "cuda"
     context = {
@@ -290,6 +348,7 @@ def run(
         "torch": torch.__version__,
         "protocol": f"{config.protocol}: {PROTOCOLS[config.protocol]}",
         "malloc": "freed memory retained" if retained else "default",
+        "onnxruntime": onnxruntime,
         "load average (1, 5, 15 min) before / after": f"{load_before} / {_load()}",
     }
     markdown = report(rows, config, context)
@@ -312,9 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     try:
         device = resolve_device(config.device)
+        no_onnx = onnx_unavailable(config.onnx, device)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if no_onnx and config.onnx is None:
+        print(f"note: no onnxruntime column: {no_onnx}")
+    config = dataclasses.replace(config, onnx=no_onnx is None)
     command = " ".join(["python -m experiments.benchmarks.latency", *argv])
     _, csv_path, md_path = run(config, device, command)
     print(f"saved {csv_path} and {md_path}")
