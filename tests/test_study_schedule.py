@@ -16,6 +16,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
 from analysis.record import StudyKey, TrialKey
+from experiments.benchmarks import schedule_sizing
 from experiments.config import compose_config
 from experiments.study.driver import prepare
 from experiments.study.schedule import (
@@ -24,6 +25,7 @@ from experiments.study.schedule import (
     crowding_distance,
     top_ranked,
 )
+from search_space.spec import HEADS
 from tests.support import (
     command_group,
     merged,
@@ -356,3 +358,9 @@ def test_an_interrupted_rung_is_retried_from_the_checkpoint_below(
     assert retry.user_attrs[TrialKey.PROMOTED_FROM] == 0
     assert retry.user_attrs[TrialKey.RESUMED_FROM_STEP] == 2
     assert retry.user_attrs[TrialKey.STEPS] == 400
+
+
+def test_the_sizing_replay_carries_every_heads_best_to_the_top() -> None:
+    counts = schedule_sizing.simulate(schedule("head"), architectures=12, seed=0)
+    assert counts[0] == 12  # every architecture measured at the first rung
+    assert counts[0] > counts[1] >= counts[2] >= len(HEADS)  # fewer each rung; a head's best
