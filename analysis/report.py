@@ -76,6 +76,7 @@ from analysis.rungs import (
 )
 from analysis.secrets import mask_secrets
 from analysis.stats import madds_latency_agreement
+from analysis.storage import StorageError
 from analysis.tables import (
     EMPTY,
     best_per_head,
@@ -311,11 +312,13 @@ def _schedule_text(df: pd.DataFrame, schedule: Mapping[str, Any]) -> str:
         f"promoted to the next (reduction factor {reduction}), "
         + (
             f"each {stratify} a bracket of its own (the top 1/{reduction} of each {stratify}'s "
-            "trials at a rung, at least one). "
+            "trials at a rung), "
             if stratify
-            else "not stratified. "
+            else ""
         )
-        + "A promoted trial continues the checkpoint of the one below, so an architecture's "
+        + "and, once no more trials could reach a rung, its whole non-dominated front"
+        + (f" and each {stratify}'s best" if stratify else "")
+        + ". A promoted trial continues the checkpoint of the one below, so an architecture's "
         f"steps are spent once. The front is drawn from the top rung reached, rung {top} "
         f"({top_steps} steps): {reached} of the {len(table)} architectures reached it."
     )
@@ -652,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = write_report(study, out_dir, reference=args.reference)
     except UsageError as error:
         parser.error(str(error))
-    except (StorageNotFoundError, StudyNotFoundError, NoFinishedTrialsError) as error:
+    except (StorageNotFoundError, StorageError, StudyNotFoundError, NoFinishedTrialsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_front(load_trials(study)))

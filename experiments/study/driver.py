@@ -499,6 +499,9 @@ def run_and_report(config: dict[str, Any]) -> None:
     (nothing ran), 128 + the signal's number when interrupted (the report of what finished is
     written)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The command line is read; libraries that record it (wandb's run metadata, in every
+    # trial's run) must find no storage password in it, nor must spawned workers.
+    sys.argv[:] = [mask_secrets(argument) for argument in sys.argv]
     with stop_on_signals():
         try:
             _run_and_report(config)
