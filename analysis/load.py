@@ -33,7 +33,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
@@ -53,6 +53,7 @@ from analysis.record import (
     TrialKey,
 )
 from analysis.secrets import mask_secrets
+from analysis.storage import open_rdb_storage
 
 HEAD = "head"
 RUNG = TrialKey.RUNG
@@ -93,7 +94,8 @@ class StudyNotFoundError(LookupError):
 
 def open_storage(location: str) -> BaseStorage:
     """An SQLAlchemy URL (`sqlite:///outputs/studies.db`, `postgresql://...`) or the path of an
-    Optuna journal file (`outputs/studies.journal`)."""
+    Optuna journal file (`outputs/studies.journal`); a URL that cannot be opened raises
+    `analysis.storage.StorageError`."""
     if "://" not in location:
         path = Path(location)
         if not path.is_file():
@@ -105,7 +107,7 @@ def open_storage(location: str) -> BaseStorage:
             raise StorageNotFoundError(
                 f"no SQLite database at {path}: run a search first, or pass storage=URL"
             )
-    return RDBStorage(location)
+    return open_rdb_storage(location)
 
 
 def study_names(location: str) -> list[str]:

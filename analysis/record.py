@@ -46,7 +46,9 @@ class TrialKey:
     VARIANT: Final = "variant"  # the label of an ablation's variant
     FIRST_DRAW: Final = "first_draw"  # "<head>/<index>": a random member enqueued for its head
     INFEASIBLE: Final = "infeasible"  # over a budget: never trained, its mIoU is a placeholder
-    # Where it ran (experiments.training.runtime.environment_facts).
+    # Where it ran: the host first (so that every trial of a several-host study, even one that
+    # fails at once, says whose it was), then experiments.training.runtime.environment_facts.
+    HOST: Final = "host"
     DEVICE: Final = "device"
     DEVICE_NAME: Final = "device_name"
     # Training (set as it goes: the curve after every evaluation).

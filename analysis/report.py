@@ -62,7 +62,7 @@ from analysis.record import (
     StudyKey,
     TrialKey,
 )
-from analysis.retrain import linked_retrain, retrain_table, verdict
+from analysis.retrain import linked_retrainings, retrain_table, verdict
 from analysis.rungs import (
     RHO,
     TAU,
@@ -527,23 +527,23 @@ def _retrain_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) 
 
 
 def _retrained_section(study: optuna.Study) -> list[doc.Block]:
-    """Where the search's trials were retrained (`experiments.retrain`), what it found."""
-    linked = linked_retrain(study)
-    if linked is None:
-        return []
-    table = retrain_table(load_trials(linked), linked.user_attrs[StudyKey.RETRAIN_OF])
-    if not (table["seeds"] > 0).any():
-        return []
+    """Where the search's trials were retrained (`experiments.retrain`), what each found."""
+    blocks: list[doc.Block] = []
     columns = ["trial", "GMAdds", "proxy mIoU", "seeds", "retrained mIoU", "CI low", "CI high",
                "non-dominated retrained"]  # fmt: skip
-    return [
-        doc.Heading("Retrained with the full recipe"),
-        doc.Paragraph(
-            f"`{linked.study_name}` retrained trials of this search over seeds: "
-            f"{verdict(table)} Its report: `../{linked.study_name}/report.md`."
-        ),
-        doc.Table(table[columns].pipe(_rounded)),
-    ]
+    for linked in linked_retrainings(study):
+        table = retrain_table(load_trials(linked), linked.user_attrs[StudyKey.RETRAIN_OF])
+        if not (table["seeds"] > 0).any():
+            continue
+        steps = (linked.user_attrs.get(StudyKey.TRAINER) or {}).get("steps")
+        blocks += [
+            doc.Paragraph(
+                f"`{linked.study_name}` retrained trials of this search for {steps} steps over "
+                f"seeds: {verdict(table)} Its report: `../{linked.study_name}/report.md`."
+            ),
+            doc.Table(table[columns].pipe(_rounded)),
+        ]
+    return [doc.Heading("Retrained with the full recipe"), *blocks] if blocks else []
 
 
 def _export_commands(study_name: str, front: pd.DataFrame, attrs: Mapping[str, Any]) -> doc.Block:

@@ -87,11 +87,14 @@ def verdict(table: pd.DataFrame) -> str:
     return f"{front}; non-dominated after retraining: {still or 'none'}; {ranks}."
 
 
-def linked_retrain(study: optuna.Study) -> optuna.Study | None:
-    """The retraining of `study`'s trials, when one is stored beside it."""
-    name = retrain_study_name(study.study_name)
+def linked_retrainings(study: optuna.Study) -> list[optuna.Study]:
+    """The retrainings of `study`'s trials stored beside it (whatever their names), by name."""
     storage = study._storage  # the same storage, whatever its URL (a password is not needed)
-    if name not in optuna.get_all_study_names(storage=storage):
-        return None
-    linked = optuna.load_study(study_name=name, storage=storage)
-    return linked if StudyKey.RETRAIN_OF in linked.user_attrs else None
+    return [
+        optuna.load_study(study_name=summary.study_name, storage=storage)
+        for summary in sorted(
+            optuna.get_all_study_summaries(storage, include_best_trial=False),
+            key=lambda summary: summary.study_name,
+        )
+        if (summary.user_attrs.get(StudyKey.RETRAIN_OF) or {}).get("study") == study.study_name
+    ]

@@ -5,13 +5,13 @@ A search ranks architectures by a short proxy training; this trains the chosen t
 the search's front) with the full recipe of the search's data (`trainer=demo` on the built-in
 data, the paper's `cityscapes` recipe on Cityscapes; `trainer=` chooses another) on the very
 data the search used, once per seed. The trainings are an ablation (one variant per trial,
-`#N`) in a linked study, `NAME-retrain`, in the search's storage: stored, resumable (run the
-same command again) and shared by workers and hosts as a search is (`study.n_workers=2`, or the
-same command on several hosts). Its report sets the proxy mIoU beside the retrained mean and
-interval, ranks both (Kendall's tau, Spearman's rho) and says which trials are still
-non-dominated ("the front held: 3 of 4"); the search's report is rewritten with a link to it.
-The retrained checkpoints are kept: `python -m analysis.export study=NAME-retrain trial=N
-onnx=true` exports one with its weights.
+`#N`) in a linked study, `NAME-retrain` (`name=` chooses another), in the search's storage:
+stored, resumable (run the same command again) and shared by workers and hosts as a search is
+(`study.n_workers=2`, or the same command on several hosts). Its report sets the proxy mIoU
+beside the retrained mean and interval, ranks both (Kendall's tau, Spearman's rho) and says
+which trials are still non-dominated ("the front held: 3 of 4"); the search's report is
+rewritten with a link to it. The retrained checkpoints are kept: `python -m analysis.export
+study=NAME-retrain trial=N onnx=true` exports one with its weights.
 
 Other `key=value` arguments are Hydra overrides of the retraining (`study.n_workers=2`,
 `trainer.steps=800`, `output_dir=...`); `dataset.KEY=VALUE` changes the search's data settings
@@ -69,6 +69,7 @@ def retrain_config(
     storage: str,
     trainer: str | None,
     overrides: Sequence[str],
+    name: str | None = None,
 ) -> dict[str, Any]:
     """The ablation config that retrains `trials` of `search` over `seeds` in its storage."""
     searched = search.user_attrs.get(StudyKey.CONFIG)
@@ -90,7 +91,7 @@ def retrain_config(
         "ablate",
         [
             f"trainer={recipe}",
-            f"study.name={retrain_study_name(search.study_name)}",
+            f"study.name={name or retrain_study_name(search.study_name)}",
             *(f"{key}={value}" for key, value in defaults.items() if key not in given),
             *(o for o in overrides if not o.startswith("dataset.")),
         ],
@@ -136,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--trainer", help="a conf/trainer recipe (default: the dataset's full)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help="the search's storage")
+    parser.add_argument("--name", help="the retraining study's name (default: STUDY-retrain)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     args = parser.parse_args(argv)
     try:
@@ -147,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         trials = list(chosen.values())
         config = retrain_config(
-            search, trials, args.seeds, args.storage, args.trainer, args.overrides
+            search, trials, args.seeds, args.storage, args.trainer, args.overrides, args.name
         )
     except (StorageNotFoundError, StudyNotFoundError, HydraException, *CONFIG_ERRORS) as error:
         print(f"error: {mask_secrets(str(error))}", file=sys.stderr)

@@ -1,15 +1,24 @@
 """Shared test settings and fixtures: no wandb processes, one torch thread, a fixed torch seed
-per test, and the small synthetic Cityscapes set generated once a session."""
+per test, the small synthetic Cityscapes set generated once a session, and a real PostgreSQL
+server started once a session (tests/postgres_server.py)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from experiments.data import ensure_synthetic_cityscapes
+from tests.postgres_server import (
+    TEST_PASSWORD,
+    TEST_USER,
+    PostgresServer,
+    PostgresUnavailable,
+    start_server,
+)
 from tests.support import SMALL, run_command, tiny_search_arguments
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -39,3 +48,35 @@ def tiny_search(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     result = run_command("experiments.search", *arguments)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway server for the session. Missing binaries fail the tests that need it (a
+    skip would pass CI without ever testing PostgreSQL); the message says how to install."""
+    try:
+        server = start_server(user=TEST_USER, password=TEST_PASSWORD)
+    except PostgresUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    print(f"\n{server.version} started in {server.start_seconds:.2f} s on port {server.port}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """`postgresql://USER:PASSWORD@127.0.0.1:PORT/DB` of a database the session shares."""
+    return _created(postgres_server)
+
+
+@pytest.fixture
+def postgres_database_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database for this test alone."""
+    return _created(postgres_server)
+
+
+def _created(server: PostgresServer) -> str:
+    try:
+        return server.create_database()
+    except PostgresUnavailable as error:  # the driver is missing
+        pytest.fail(str(error), pytrace=False)

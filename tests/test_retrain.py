@@ -95,6 +95,8 @@ def test_the_full_recipe_of_the_searchs_data_is_the_default(
     moved = retrain_config(search, trials, [0], "sqlite:///x.db", "proxy_demo",
                            ["dataset.root=/elsewhere"])  # fmt: skip
     assert moved["dataset"]["root"] == "/elsewhere" and moved["trainer"]["steps"] == 80
+    named = retrain_config(search, trials, [0], "sqlite:///x.db", None, [], name="tiny-heads")
+    assert named["study"]["name"] == "tiny-heads"  # found by what it stores, not its name
 
 
 def test_a_missing_study_or_bad_seeds_fail_before_any_work(tiny_search: Path) -> None:

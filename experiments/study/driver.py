@@ -32,10 +32,12 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from analysis import document as doc
 from analysis.ablation import ablation_table, format_ablation
 from analysis.load import load_trials
 from analysis.record import KIND_ABLATION, StudyKey
 from analysis.report import NoFinishedTrialsError, format_front, write_report
+from analysis.retrain import retrain_table, verdict
 from analysis.secrets import mask_secrets, masked_config
 from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
 from experiments.data import CityscapesDataset
@@ -475,7 +477,11 @@ def summarise(study: optuna.Study, output_dir: Path) -> None:
         print(f"no report: {error}", file=sys.stderr)
         return
     frame = load_trials(study)
-    if study.user_attrs.get(StudyKey.KIND) == KIND_ABLATION:
+    if StudyKey.RETRAIN_OF in study.user_attrs:
+        table = retrain_table(frame, study.user_attrs[StudyKey.RETRAIN_OF])
+        print(doc.text_table(table.round(2)))
+        print(verdict(table))
+    elif study.user_attrs.get(StudyKey.KIND) == KIND_ABLATION:
         print(format_ablation(ablation_table(frame, study.user_attrs[StudyKey.ABLATION])))
     else:
         print(format_front(frame))

@@ -1,33 +1,18 @@
-"""The Optuna storage a config names (`conf/storage/*.yaml`), opened safely.
-
-- Creation is safe when raced: two commands started together on a new database both try to
-  create its tables; the loser retries and finds them.
-- Errors are one line that names the problem (a malformed URL, a missing driver, an unreachable
-  server, a file that is not a database), with the URL's password masked: a storage URL is
-  never printed or stored with its password (`analysis.secrets`).
-"""
+"""The Optuna storage a config names (`conf/storage/*.yaml`), opened safely (`analysis.storage`:
+raced creation, one-line errors without the password) and with heartbeats where it has them."""
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy.exc
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
-from sqlalchemy.engine import make_url
 
-from analysis.secrets import mask_secrets
-
-_CREATION_ATTEMPTS = 5
-
-
-class StorageError(ValueError):
-    """The storage cannot be opened; the message says why, without the password."""
+from analysis.storage import StorageError, open_rdb_storage
 
 
 def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
@@ -41,72 +26,12 @@ def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     if kind != "rdb":
         raise StorageError(f"storage.kind must be 'rdb' or 'journal', got {kind!r}")
-    url = str(config["url"])
-    shown = mask_secrets(url)
-    try:
-        backend = make_url(url).get_backend_name()
-    except sqlalchemy.exc.ArgumentError:
-        raise StorageError(
-            f"storage.url {shown!r} is not a database URL (expected e.g. "
-            "sqlite:///outputs/studies.db or postgresql://USER:PASSWORD@HOST:5432/DB)"
-        ) from None
-    engine_kwargs: dict[str, Any] = {}
-    if backend == "sqlite":
-        database = make_url(url).database
-        if database:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        # Several worker processes share one file: wait for the lock instead of failing.
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    else:
-        # An unreachable server fails in seconds, not after the driver's default minutes.
-        engine_kwargs = {"connect_args": {"connect_timeout": 10}}
-    for attempt in range(_CREATION_ATTEMPTS):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=int(config["heartbeat_interval"]),
-                    grace_period=int(config["grace_period"]),
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                        max_retry=int(config["max_retry"])
-                    ),
-                )
-        except sqlalchemy.exc.NoSuchModuleError:
-            raise StorageError(
-                f"storage.url {shown!r}: SQLAlchemy knows no database {backend!r} (PostgreSQL "
-                "is postgresql://USER:PASSWORD@HOST:5432/DB)"
-            ) from None
-        except ImportError as error:  # Optuna wraps the driver's ModuleNotFoundError
-            missing = getattr(error.__cause__, "name", None) or backend
-            raise StorageError(
-                f"storage.url {shown!r} needs the database driver {missing!r}: "
-                "pip install -e '.[postgres]' (PostgreSQL) or the driver of your database"
-            ) from None
-        except (
-            sqlalchemy.exc.OperationalError,  # SQLite: "table ... already exists"
-            sqlalchemy.exc.IntegrityError,  # SQLite: the schema version stamped twice
-            sqlalchemy.exc.ProgrammingError,  # PostgreSQL: DuplicateTable
-        ) as error:
-            if _creation_race(error) and attempt + 1 < _CREATION_ATTEMPTS:
-                time.sleep(0.2 * (attempt + 1))  # the other process is creating the tables
-                continue
-            raise StorageError(
-                f"cannot open the storage {shown}: {mask_secrets(_first_line(error))}"
-            ) from None
-        except sqlalchemy.exc.DatabaseError as error:
-            raise StorageError(
-                f"cannot open the storage {shown}: {mask_secrets(_first_line(error))} "
-                "(is it an Optuna database?)"
-            ) from None
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def _creation_race(error: sqlalchemy.exc.DBAPIError) -> bool:
-    text = str(error.orig)
-    return "already exists" in text or "UNIQUE constraint failed: alembic_version" in text
-
-
-def _first_line(error: sqlalchemy.exc.DBAPIError) -> str:
-    return str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=int(config["max_retry"]))
+    return open_rdb_storage(
+        str(config["url"]),
+        heartbeat_interval=int(config["heartbeat_interval"]),
+        grace_period=int(config["grace_period"]),
+        heartbeat_stale_trial_callback=retry,
+    )

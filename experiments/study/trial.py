@@ -1,8 +1,8 @@
 """One trial of a study: sample -> count MAdds -> (infeasible: stop) -> train -> evaluate -> record.
 
 Everything a trial knows goes into its user attributes (the contract `analysis` reads): the
-spec, parameters, both MAdds figures, times, throughput, the validation curve, device, versions,
-commit, seed, and the reason when it failed or was stopped.
+spec, parameters, both MAdds figures, times, throughput, the validation curve, host, device,
+versions, commit, seed, and the reason when it failed or was stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from experiments.study.proposers import Proposer
 from experiments.study.schedule import LIVE_STATES, Schedule
 from experiments.study.settings import LatencyMeasurement, StudySettings
 from experiments.study.tracking import TrialTracker
-from experiments.training.runtime import Runtime, environment_facts
+from experiments.training.runtime import Runtime, environment_facts, host_name
 from experiments.training.trainer import Trainer, TrainerConfig, TrainResult
 from search_space.cost import count_madds, fvcore_default_total
 from search_space.latency import CHEAP, LatencyResult, measure_latency
@@ -83,7 +83,7 @@ _IDENTIFYING = (
     TrialKey.PROMOTED_FROM, TrialKey.RUNG,
 )  # fmt: skip
 _NOT_REUSED = (
-    TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.RETRY_OF,
+    TrialKey.HOST, TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.RETRY_OF,
     TrialKey.WALL_SECONDS, TrialKey.TRAIN_SECONDS, TrialKey.FAIL_REASON,
     TrialKey.PROMOTED_FROM, TrialKey.RESUMED_FROM_STEP, TrialKey.CHECKPOINT,
 )  # fmt: skip
@@ -94,6 +94,7 @@ _INHERITED = (TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS, TrialKey.FVCORE_TOTA
 
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     settings = context.settings
+    trial.set_user_attr(TrialKey.HOST, host_name())  # before anything can fail
     _refuse_beyond_the_target(trial, context)
     spec, seed = context.proposer.propose(trial)
     parent = _parent(trial)

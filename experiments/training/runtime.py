@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,16 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
+
+
+# The name a worker records as its host, when set: a container's own name is a random id, and
+# one machine may stand in for several hosts (a test, a rehearsal of a cluster).
+HOST_VARIABLE = "DFANET_HOST"
+
+
+def host_name() -> str:
+    """The host this process runs on: `DFANET_HOST`, else the machine's name."""
+    return os.environ.get(HOST_VARIABLE) or socket.gethostname()
 
 
 def device_name(device: torch.device) -> str:
