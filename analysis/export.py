@@ -101,10 +101,12 @@ def write_genes(spec: ArchSpec, path: Path, header: Sequence[str]) -> Path:
 def trial_header(study: optuna.Study, trial: FrozenTrial, path: Path) -> list[str]:
     attrs = trial.user_attrs
     measured = dict(zip(study.metric_names or [], trial.values or [], strict=False))
-    steps = attrs.get(TrialKey.STEPS)
+    miou = measured.get(MIOU)
+    gmadds = attrs.get(TrialKey.GMADDS, measured.get(GMADDS))
     return [
-        f"study '{study.study_name}', trial #{trial.number}: mIoU {measured.get(MIOU, 'n/a'):.2f}"
-        f" after {steps} steps, {attrs.get(TrialKey.GMADDS, measured.get(GMADDS)):.3f} GMAdds",
+        f"study '{study.study_name}', trial #{trial.number}: "
+        + (f"mIoU {miou:.2f} after {attrs.get(TrialKey.STEPS)} steps, " if miou is not None else "")
+        + (f"{gmadds:.3f} GMAdds" if gmadds is not None else "GMAdds not recorded"),
         f"python -m experiments.train +arch={path}",
         f"python -m search_space.cost {path}",
     ]
