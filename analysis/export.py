@@ -47,7 +47,6 @@ from search_space.model import SegmentationNet, build
 from search_space.spec import ArchSpec
 
 FRONT = "front"
-CITYSCAPES_CLASSES = 19  # the train classes every dataset here is scored on
 
 
 class ExportError(ValueError):
@@ -129,7 +128,7 @@ def trial_network(trial: FrozenTrial, spec: ArchSpec) -> tuple[SegmentationNet, 
     if stored and Path(stored).is_file():
         return load_checkpoint(Path(stored)).model, f"weights of {stored}"
     gone = f" ({stored} is gone)" if stored else ""
-    return build(spec, CITYSCAPES_CLASSES), f"freshly initialised weights{gone}"
+    return build(spec), f"freshly initialised weights{gone}"
 
 
 def write_onnx(model: SegmentationNet, input_size: tuple[int, int], path: Path) -> str:
@@ -185,7 +184,7 @@ def export_network(args: argparse.Namespace) -> None:
         model = load_checkpoint(args.checkpoint).model
         name = args.checkpoint.stem
     else:
-        model, name = build(resolve_arch(args.arch), CITYSCAPES_CLASSES), Path(args.arch).stem
+        model, name = build(resolve_arch(args.arch)), Path(args.arch).stem
     out = args.out or Path("outputs/exports") / name
     input_size = args.input or model.spec.input_size
     print(write_onnx(model, input_size, out / f"{name}.onnx"))
