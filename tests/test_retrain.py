@@ -54,7 +54,9 @@ def test_the_front_is_retrained_over_seeds_and_resumed_after_an_interruption(
         study_name="tiny", storage=url)))["number"]]  # fmt: skip
     arguments = retrain_arguments(synthetic_root, tmp_path, database)
     with command_group("experiments.retrain", *arguments) as process:
-        wait_until(lambda: trial_running(database), timeout=120, what="a retraining to start")
+        # Once the trial has chosen its cell (variant, seed): an interruption mid-training.
+        chosen = lambda: trial_running(database, TrialKey.VARIANT)  # noqa: E731
+        wait_until(chosen, timeout=120, what="a retraining to start")
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=120)
     assert process.returncode == 130
