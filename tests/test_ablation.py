@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import optuna
@@ -9,7 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.ablation import mean_interval, paired_difference
+from analysis.record import objective_directions, objective_names
 from experiments.study.proposers import AblationProposer
+from experiments.study.samplers import GridCellSampler
 from tests.support import run_command, tiny_budget
 
 
@@ -51,7 +54,7 @@ def test_bad_ablation_configs_are_named() -> None:
 
 
 @pytest.mark.slow
-def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> None:
+def _write_tiny_ablation(tmp_path: Path) -> Path:
     configs = tmp_path / "conf" / "ablation"
     configs.mkdir(parents=True)
     (configs / "tiny.yaml").write_text(
@@ -60,9 +63,21 @@ def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> 
         "ablation:\n  name: tiny\n  base: backbone_b\n  baseline: one tower\n"
         "  seeds: [0, 1]\n  variants:\n    one tower: {}\n    two towers: {towers: 2}\n"
     )
+    return tmp_path / "conf"
+
+
+TINY_CELLS = [("one tower", 0), ("one tower", 1), ("two towers", 0), ("two towers", 1)]
+
+
+def _cells(study: optuna.Study) -> list[tuple[str, int]]:
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    return sorted((t.user_attrs["variant"], t.params["seed"]) for t in trials)
+
+
+def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> None:
     result = run_command(
         "experiments.ablate",
-        f"--config-dir={tmp_path / 'conf'}",
+        f"--config-dir={_write_tiny_ablation(tmp_path)}",
         "+ablation=tiny",
         *tiny_budget(synthetic_root, tmp_path),
     )
@@ -71,9 +86,7 @@ def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> 
         study_name="ablation-tiny", storage=f"sqlite:///{tmp_path}/studies.db"
     )
     trials = study.get_trials(states=(TrialState.COMPLETE,))
-    assert sorted((t.user_attrs["variant"], t.params["seed"]) for t in trials) == [
-        ("one tower", 0), ("one tower", 1), ("two towers", 0), ("two towers", 1),
-    ]  # fmt: skip
+    assert _cells(study) == TINY_CELLS
     assert study.user_attrs["kind"] == "ablation"
     table = pd.read_csv(tmp_path / "outputs" / "reports" / "ablation-tiny" / "ablation.csv")
     assert list(table["variant"]) == ["one tower", "two towers"]
@@ -85,3 +98,50 @@ def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> 
     assert table.loc[1, "diff vs baseline"] == pytest.approx(expected)
     assert "two towers" in result.stdout
     assert (tmp_path / "outputs" / "reports" / "ablation-tiny" / "ablation.png").is_file()
+
+
+def test_an_ablation_resumes_past_a_trial_cut_before_its_cell_was_chosen(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    # What a signal or a killed process between the two choices leaves: a failed trial that
+    # chose its variant and no seed. Optuna's BruteForceSampler raised on every trial after it.
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    names = objective_names(latency=False)
+    study = optuna.create_study(
+        study_name="ablation-tiny", storage=storage, directions=objective_directions(names)
+    )
+    cut = study.ask()
+    cut.suggest_categorical("variant", ["one tower", "two towers"])
+    study.tell(cut, state=TrialState.FAIL)
+    result = run_command(
+        "experiments.ablate",
+        f"--config-dir={_write_tiny_ablation(tmp_path)}",
+        "+ablation=tiny",
+        *tiny_budget(synthetic_root, tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _cells(optuna.load_study(study_name="ablation-tiny", storage=storage)) == TINY_CELLS
+
+
+def test_the_grid_sampler_gives_the_first_cell_nobody_holds() -> None:
+    cells = [{"variant": v, "seed": s} for s in (0, 1) for v in ("a", "b")]
+    study = optuna.create_study(sampler=GridCellSampler(cells))
+
+    def choose(trial: optuna.Trial) -> tuple[str, int]:
+        variant = trial.suggest_categorical("variant", ["a", "b", "c"])  # c: in no cell
+        return str(variant), int(trial.suggest_categorical("seed", [0, 1]))
+
+    held = study.ask()
+    assert choose(held) == ("a", 0)  # a running trial holds its cell
+    assert choose(study.ask()) == ("b", 0)
+    study.tell(held, state=TrialState.FAIL)  # a failed one holds nothing: its cell is retried
+    assert choose(study.ask()) == ("a", 0)
+    partial = study.ask({"variant": optuna.distributions.CategoricalDistribution(["a", "b", "c"])})
+    assert partial.params == {"variant": "a"}
+    study.tell(partial, state=TrialState.FAIL)  # cut before its seed: no error, no cell
+    assert choose(study.ask()) == ("a", 1)
+    assert choose(study.ask()) == ("b", 1)
+    assert choose(study.ask()) == ("a", 0)  # every cell held: the first, a repeat
+    study.enqueue_trial({"variant": "c"})
+    with pytest.raises(ValueError, match=re.escape("no cell with {'variant': 'c'} and 'seed'")):
+        choose(study.ask())

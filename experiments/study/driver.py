@@ -117,11 +117,11 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
                   for d in settings.directions),
         )  # fmt: skip
     if "ablation" in config:
-        # An ablation is a grid of (variant, seed): every trial is enqueued, brute force
-        # serves whatever a restart or an extra worker asks for beyond them.
+        # An ablation is a grid of (variant, seed): every cell is enqueued, the grid sampler
+        # serves whatever an extra worker or a failed cell's retry asks for beyond them.
         proposer = AblationProposer.from_config(config["ablation"], input_size)
         settings = replace(settings, n_trials=proposer.n_trials)
-        sampler_config = {"name": "bruteforce"}
+        sampler_config = {"name": "grid", "cells": [p for p, _ in proposer.initial_trials()]}
     else:
         space = load_space(config["space"], name=config["space"].get("name"))
         proposer = SpaceProposer(
