@@ -99,14 +99,16 @@ def run_process(
 
 
 @contextlib.contextmanager
-def command_group(module: str, *arguments: str) -> Iterator[subprocess.Popen[str]]:
+def command_group(
+    module: str, *arguments: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """`python -m module arguments...` in a process group of its own (the group holds its
     workers, so a test can signal the command and check that none outlives it); whatever the
     test's outcome, the group is killed on exit: a failed test leaves nothing running."""
     with subprocess.Popen(
         command(module, *arguments),
         cwd=REPO,
-        env=command_env(),
+        env=command_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

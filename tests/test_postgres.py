@@ -5,7 +5,13 @@ at once with a message that names the fault."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import subprocess
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +20,13 @@ import optuna
 import pandas as pd
 import pytest
 import sqlalchemy
-from optuna.storages import RDBStorage
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 
 from analysis.record import TrialKey
 from tests.postgres_server import TEST_USER, PostgresServer, free_port
-from tests.support import run_command, tiny_search_arguments
+from tests.support import command_group, run_command, tiny_search_arguments, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +41,12 @@ class TwoHostStudy:
     commands: tuple[subprocess.CompletedProcess[str], ...]  # the two searches, then the report
 
 
-def search_on(
+def host_command(
     host: str, url: str, root: Path, folder: Path, *overrides: str
-) -> subprocess.CompletedProcess[str]:
-    """The study command as `host` runs it: its own output folder (its own disk), tracked by
-    wandb offline with every file wandb writes, its home folders too, under that folder."""
+) -> tuple[list[str], dict[str, str]]:
+    """The study command's arguments and environment as `host` runs it: its own output folder
+    (its own disk), tracked by wandb offline with every file wandb writes, its home folders
+    too, under that folder."""
     home = folder / host
     wandb_homes = ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")
     env = {
@@ -53,6 +60,13 @@ def search_on(
         root, home, "storage=postgres", f"storage.url={url}", f"study.name={STUDY}",
         "tracking=wandb", *overrides,
     )  # fmt: skip
+    return arguments, env
+
+
+def search_on(
+    host: str, url: str, root: Path, folder: Path, *overrides: str
+) -> subprocess.CompletedProcess[str]:
+    arguments, env = host_command(host, url, root, folder, *overrides)
     return run_command("experiments.search", *arguments, env=env)
 
 
@@ -114,6 +128,98 @@ def test_the_password_appears_nowhere(
         assert password.decode() not in rows, table
     # The URL is stored where the study describes itself, with its password masked.
     assert f"{postgres_server.user}:***@" in tables["study_user_attributes"]
+
+
+# ------------------------------------------------------------ hosts together, a host killed
+HOSTS = ("host-a", "host-b", "host-c")
+TARGET = 6
+
+
+def test_three_hosts_started_together_reach_the_target_exactly(
+    postgres_database_url: str, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Three commands started at once, each its own host (name, output folder, sampler seed):
+    each enqueues the study's paper design, each checks the target before its trials."""
+    with contextlib.ExitStack() as stack:
+        processes = {}
+        for host in HOSTS:
+            arguments, env = host_command(
+                host, postgres_database_url, synthetic_root, tmp_path,
+                f"study.n_trials={TARGET}", "tracking=none",
+            )  # fmt: skip
+            command = command_group("experiments.search", *arguments, env=env)
+            processes[host] = stack.enter_context(command)
+        outputs = {host: process.communicate(timeout=600) for host, process in processes.items()}
+    for host, process in processes.items():
+        assert process.returncode == 0, (host, outputs[host][1][-3000:])
+    trials = stored_trials(postgres_database_url)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    by_host = Counter(t.user_attrs[TrialKey.HOST] for t in complete)
+    refused = len(trials) - len(complete)
+    print(f"\n{len(trials)} trials: {dict(by_host)} complete, {refused} refused")
+    assert len(complete) == TARGET, [(t.number, t.state, t.user_attrs) for t in trials]
+    specs = [json.dumps(t.user_attrs[TrialKey.SPEC], sort_keys=True) for t in complete]
+    assert len(set(specs)) == TARGET  # none trained twice, none reused as a duplicate
+    assert sum(TrialKey.REFERENCE in t.user_attrs for t in complete) == 1
+    assert {t.user_attrs[TrialKey.HOST] for t in complete} <= set(HOSTS)
+    # What did not run was refused before choosing anything, saying why.
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            assert trial.state == TrialState.PRUNED, (trial.number, trial.state)
+            assert trial.user_attrs[TrialKey.PRUNE_REASON].startswith("not started: ")
+            assert TrialKey.SPEC not in trial.user_attrs
+
+
+def test_a_host_killed_mid_trial_is_retried_by_another(
+    postgres_database_url: str, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """SIGKILL, as an out-of-memory kill or a lost node ends a job: nothing of the dead process
+    runs again; its trial's heartbeat stops, another host fails it and runs it again."""
+    # Trials long enough to be killed before their end; heartbeats a second apart.
+    overrides = ("study.n_trials=2", "tracking=none", "trainer.steps=30", "trainer.eval_every=30",
+                 "storage.heartbeat_interval=1", "storage.grace_period=3")  # fmt: skip
+    arguments, env = host_command(
+        "host-a", postgres_database_url, synthetic_root, tmp_path, *overrides
+    )
+    with command_group("experiments.search", *arguments, env=env) as doomed:
+        wait_until(lambda: running_trials(postgres_database_url), 120, "host-a's first trial")
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=30)
+    (killed,) = running_trials(postgres_database_url)
+    survivor = search_on("host-b", postgres_database_url, synthetic_root, tmp_path, *overrides)
+    assert survivor.returncode == 0, survivor.stderr[-3000:]
+    trials = {t.number: t for t in stored_trials(postgres_database_url)}
+    assert trials[killed].state == TrialState.FAIL
+    (retry,) = [t for t in trials.values() if retried_from(t) == killed]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs[TrialKey.HOST] == "host-b"
+    assert retry.params == trials[killed].params
+    complete = [t for t in trials.values() if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 and {t.user_attrs[TrialKey.HOST] for t in complete} == {"host-b"}
+
+
+def retried_from(trial: FrozenTrial) -> int | None:
+    """The trial a heartbeat's retry stands for (Optuna records it; its reader is
+    experimental)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def running_trials(url: str) -> list[int]:
+    """The numbers of the RUNNING trials that have chosen their architecture, read with SQL
+    (an Optuna storage opened here would race the command creating the tables)."""
+    engine = sqlalchemy.create_engine(url)
+    query = sqlalchemy.text(
+        "SELECT t.number FROM trials t WHERE t.state = 'RUNNING' AND EXISTS (SELECT 1 FROM"
+        f" trial_user_attributes a WHERE a.trial_id = t.trial_id AND a.key = '{TrialKey.SPEC}')"
+    )
+    try:
+        with engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
+    except sqlalchemy.exc.ProgrammingError:  # no tables yet
+        return []
+    finally:
+        engine.dispose()
 
 
 def stored_trials(url: str) -> list[FrozenTrial]:

@@ -92,7 +92,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1
+    assert len(failed) == 1, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials]
     assert "gene 'towers'" in failed[0].user_attrs["fail_reason"]
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
 

@@ -152,14 +152,15 @@ def test_the_stored_config_masks_passwords(synthetic_root: Path, tmp_path: Path)
 
 
 # ----------------------------------------------------------------- two commands, one study
-def test_sampler_seeds_never_replay_a_draw() -> None:
-    creator = [sampler_seed(7, worker, joined=False, resumed_at=0) for worker in (0, 1)]
+def test_sampler_seeds_never_replay_a_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    creator = [sampler_seed(7, worker, created=True, resumed_at=0) for worker in (0, 1)]
     assert creator == [7, 8]  # a study run by one command is repeatable
-    resumed = {sampler_seed(7, worker, joined=False, resumed_at=9) for worker in range(2)}
-    assert resumed == {sampler_seed(7, w, joined=False, resumed_at=9) for w in range(2)}
-    assert resumed != {sampler_seed(7, w, joined=False, resumed_at=12) for w in range(2)}
-    joiner = {sampler_seed(7, worker, joined=True, resumed_at=9) for worker in range(4)}
-    assert len(joiner) == 4 and not joiner & (set(creator) | resumed)
+    # Every other command: by worker, by trials stored, by process (commands started together
+    # on one host, or on several, store the same count).
+    others = {sampler_seed(7, w, created=False, resumed_at=r) for w in range(4) for r in (0, 9)}
+    assert len(others) == 8 and not others & set(creator)
+    monkeypatch.setattr(os, "getpid", lambda: os.getppid())
+    assert sampler_seed(7, 0, created=False, resumed_at=0) not in others
 
 
 @pytest.mark.slow

@@ -85,9 +85,9 @@ class SearchSetup:
     val_set: CityscapesDataset
     num_classes: int
     schedule: Schedule | None
-    # Set by `start_study`, for `sampler_seed`: the study had running trials of another
-    # command; how many trials it held when this command started.
-    joined: bool = False
+    # Set by `start_study`, for `sampler_seed`: whether this command created the study; how
+    # many trials it held when this command started.
+    created: bool = False
     resumed_at: int = 0
 
 
@@ -163,20 +163,31 @@ def _varied_gene(config: Mapping[str, Any], gene: str | None) -> str | None:
 
 def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
     """The study, created if new, with this worker's sampler (see `sampler_seed`)."""
+    return _create_or_load(setup, worker)[0]
+
+
+def _create_or_load(setup: SearchSetup, worker: int) -> tuple[optuna.Study, bool]:
+    """The study and whether this call created it: of several commands started together on
+    several hosts, exactly one does (the storage refuses a second study of the same name)."""
     config, settings = setup.config, setup.settings
     storage = make_storage(config["storage"])
+    sampler = make_sampler(
+        setup.sampler_config,
+        sampler_seed(settings.seed, worker, setup.created, setup.resumed_at),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study = optuna.create_study(
-            study_name=settings.name,
-            storage=storage,
-            sampler=make_sampler(
-                setup.sampler_config,
-                sampler_seed(settings.seed, worker, setup.joined, setup.resumed_at),
-            ),
-            directions=settings.directions,
-            load_if_exists=True,
-        )
+        try:
+            study = optuna.create_study(
+                study_name=settings.name,
+                storage=storage,
+                sampler=sampler,
+                directions=settings.directions,
+            )
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler)
+            created = False
         stored = study.metric_names or [f"{len(study.directions)} unnamed"]
         if stored != settings.objective_names:
             if study.metric_names is not None or len(study.directions) != len(settings.directions):
@@ -186,22 +197,19 @@ def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
                     "study.latency_objective): choose another study.name"
                 )
             study.set_metric_names(settings.objective_names)
-    return study
+    return study, created
 
 
-def sampler_seed(study_seed: int, worker: int, joined: bool, resumed_at: int) -> int:
-    """Seeds that never replay a draw. The workers of the command that creates a study take
-    `study.seed + worker`, so a study run by one command is repeatable on one machine. A
-    command that resumes a study seeds from the trials already stored (`resumed_at`), so that
-    it does not propose again what the first run proposed; one that joins a study other
-    processes are running seeds from its host and process, so that two commands never propose
-    the same architectures in the same order. (Two commands that start a new study together
-    may both seed as its creator: an architecture already finished is then reused, not trained
-    twice, see `experiments.study.trial`.)"""
-    if not joined and resumed_at == 0:
+def sampler_seed(study_seed: int, worker: int, created: bool, resumed_at: int) -> int:
+    """Seeds that never replay a draw. The command that creates a study, and its workers,
+    take `study.seed + worker`, so a study run by one command is repeatable on one machine.
+    Any other command (one resuming the study, one joining it, one started at the same moment
+    on another host: only one of them creates it) seeds from its host, its process and the
+    trials stored when it started, so that no two commands propose the same architectures in
+    the same order."""
+    if created:
         return study_seed + worker
-    where = f"{socket.gethostname()}/{os.getpid()}" if joined else f"resumed at {resumed_at}"
-    identity = f"{study_seed}/{worker}/{where}"
+    identity = f"{study_seed}/{worker}/{socket.gethostname()}/{os.getpid()}/{resumed_at}"
     return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "little")
 
 
@@ -209,7 +217,7 @@ def start_study(setup: SearchSetup) -> optuna.Study:
     """Open or create the study and make it ready to run: the trials of dead processes failed
     (and retried) first, its definition stored (or checked against this command's), its first
     trials enqueued where they have no result, its sampler seeded for this command."""
-    study = open_study(setup)
+    study, setup.created = _create_or_load(setup, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -225,11 +233,10 @@ def start_study(setup: SearchSetup) -> optuna.Study:
     else:
         check_definition(stored, masked_config(definition), study.study_name)
     trials = study.get_trials(deepcopy=False)
-    setup.joined = any(t.state == TrialState.RUNNING for t in trials)  # another command's
     setup.resumed_at = sum(t.state != TrialState.WAITING for t in trials)
     study.sampler = make_sampler(
         setup.sampler_config,
-        sampler_seed(setup.settings.seed, 0, setup.joined, setup.resumed_at),
+        sampler_seed(setup.settings.seed, 0, setup.created, setup.resumed_at),
     )
     initialise_study(study, setup)
     enqueue_missing_initial_trials(study, setup.proposer)
@@ -274,8 +281,8 @@ def enqueue_missing_initial_trials(study: optuna.Study, proposer: Proposer) -> N
 def run_worker(
     setup: SearchSetup, worker: int, report_progress: bool, study: optuna.Study | None = None
 ) -> None:
-    """Run trials until the study has `n_trials` finished ones (checked before each trial, so
-    N workers overshoot by at most N - 1)."""
+    """Run trials until the study has `n_trials` finished architectures, exactly, however many
+    workers and hosts share it (see `trial._refuse_beyond_the_target`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_not_an_interruption)  # once
     config, settings = setup.config, setup.settings
@@ -326,20 +333,17 @@ def run_worker(
             may_choose and _enqueue_promotion(study, setup.schedule, sampling_done)
         )
         if not promoting:
-            # Past the target, or the rest of it running elsewhere: a running trial may still
-            # earn a promotion, and the top rungs are the longest, so wait for it where its
-            # death is noticed (heartbeats; a journal file has none).
-            others_may_promote = setup.schedule is not None and heartbeats and counts.running
-            if others_may_promote and (
-                counts.finished + running_architectures >= settings.n_trials
-            ):
+            # Past the target, or the rest of it running elsewhere. Where a dead worker is
+            # noticed (heartbeats; a journal file has none), wait for the running trials: one
+            # may earn a promotion (the top rungs are the longest), and one whose host died is
+            # failed and retried here, so the study ends complete.
+            enough = counts.finished + running_architectures >= settings.n_trials
+            others_may_promote = setup.schedule is not None
+            others_may_die = counts.finished < settings.n_trials and not counts.waiting
+            if heartbeats and counts.running and enough and (others_may_promote or others_may_die):
                 _wait_for_other_workers(study)
                 continue
-            if counts.finished >= settings.n_trials:
-                return
-            # The rest of the target is being trained by other workers (a brute-force grid,
-            # once every cell is taken, would only propose finished cells again).
-            if counts.finished + running_architectures >= settings.n_trials and not counts.waiting:
+            if counts.finished >= settings.n_trials or (enough and not counts.waiting):
                 return
         if repeats >= _MAX_REPEATS:
             raise StudyAborted(
@@ -389,10 +393,10 @@ def _enqueue_promotion(study: optuna.Study, schedule: Schedule | None, sampling_
     return True
 
 
-def _worker_process(config: dict[str, Any], worker: int, joined: bool, resumed_at: int) -> None:
+def _worker_process(config: dict[str, Any], worker: int, created: bool, resumed_at: int) -> None:
     try:
         with stop_on_signals():
-            setup = replace(prepare(config), joined=joined, resumed_at=resumed_at)
+            setup = replace(prepare(config), created=created, resumed_at=resumed_at)
             run_worker(setup, worker, report_progress=False)
     except Interrupted as stop:
         sys.exit(stop.exit_code)
@@ -413,7 +417,7 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
     workers = [
         context.Process(
             target=_worker_process,
-            args=(config, index, setup.joined, setup.resumed_at),
+            args=(config, index, setup.created, setup.resumed_at),
             daemon=False,
         )
         for index in range(settings.n_workers)

@@ -36,7 +36,6 @@ def count_trials(study: optuna.Study) -> Counts:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     duplicates = [t for t in complete if TrialKey.DUPLICATE_OF in t.user_attrs]
     promotions = [t for t in trials if TrialKey.PROMOTED_FROM in t.user_attrs]
-    done = (TrialState.COMPLETE, TrialState.PRUNED)
     return Counts(
         complete=len(complete),
         infeasible=sum(
@@ -56,14 +55,20 @@ def count_trials(study: optuna.Study) -> Counts:
         running=states.count(TrialState.RUNNING),
         waiting=states.count(TrialState.WAITING),
         front=front_size(complete, study.directions),
-        finished=sum(
-            t.state in done
-            and TrialKey.SPEC in t.user_attrs  # one stopped before choosing measured nothing
-            and TrialKey.DUPLICATE_OF not in t.user_attrs
-            and TrialKey.PROMOTED_FROM not in t.user_attrs
-            for t in trials
-        ),
+        finished=sum(map(is_finished_architecture, trials)),
     )
+
+
+def is_finished_architecture(trial: FrozenTrial) -> bool:
+    """Counts toward the target: a new architecture measured (a duplicate or a promotion is
+    none, and one stopped before choosing measured nothing)."""
+    done = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    return done and TrialKey.SPEC in trial.user_attrs and is_new_architecture(trial)
+
+
+def is_new_architecture(trial: FrozenTrial) -> bool:
+    attrs = trial.user_attrs
+    return TrialKey.DUPLICATE_OF not in attrs and TrialKey.PROMOTED_FROM not in attrs
 
 
 def front_size(complete: list[FrozenTrial], directions: list[StudyDirection]) -> int:

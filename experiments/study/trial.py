@@ -21,7 +21,7 @@ from analysis.record import GMADDS, MIOU, Constraint, TrialKey
 from experiments.data import CityscapesDataset
 from experiments.study.early_stopping import MultiObjectiveStopper
 from experiments.study.interrupts import Interrupted, armed
-from experiments.study.progress import count_trials
+from experiments.study.progress import is_finished_architecture, is_new_architecture
 from experiments.study.proposers import Proposer
 from experiments.study.schedule import LIVE_STATES, Schedule
 from experiments.study.settings import LatencyMeasurement, StudySettings
@@ -82,6 +82,8 @@ _IDENTIFYING = (
     TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED, TrialKey.FIRST_DRAW,
     TrialKey.PROMOTED_FROM, TrialKey.RUNG,
 )  # fmt: skip
+# What an enqueued trial carries from the start (a heartbeat's retry copies every attribute).
+_ENQUEUED = (*_IDENTIFYING, TrialKey.RETRY_OF, TrialKey.SPEC)
 _NOT_REUSED = (
     TrialKey.HOST, TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.RETRY_OF,
     TrialKey.WALL_SECONDS, TrialKey.TRAIN_SECONDS, TrialKey.FAIL_REASON,
@@ -96,6 +98,7 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     settings = context.settings
     trial.set_user_attr(TrialKey.HOST, host_name())  # before anything can fail
     _refuse_beyond_the_target(trial, context)
+    _refuse_a_second_copy(trial)
     spec, seed = context.proposer.propose(trial)
     parent = _parent(trial)
     if context.schedule is not None and parent is None:
@@ -103,8 +106,6 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     twin = _finished_twin(trial, spec, seed)
     if twin is not None:
         return _reuse(trial, twin)
-    if parent is not None:
-        _refuse_a_second_promotion(trial, parent)
     cost = count_madds(spec, context.num_classes)
     attrs: dict[str, Any] = {
         TrialKey.SPEC: spec.to_dict(),
@@ -174,28 +175,46 @@ def _parent(trial: optuna.Trial) -> FrozenTrial | None:
 
 
 def _refuse_beyond_the_target(trial: optuna.Trial, context: TrialContext) -> None:
-    """Under a schedule, workers go on after the target to run its promotions; one that asked
-    for the promotion another worker has just taken would be handed a new architecture the
-    study does not need. It stops before choosing one (PRUNED, counted nowhere)."""
-    if context.schedule is None or any(key in trial.user_attrs for key in _IDENTIFYING):
-        return  # enqueued: a promotion, a retry, a paper design or a head's draw
-    if count_trials(trial.study).finished >= context.settings.n_trials:
-        reason = f"not started: the study has its {context.settings.n_trials} architectures"
+    """Workers on several hosts each check the target before asking for a trial, and two may
+    ask at once; the storage numbers trials in one order, so a new architecture runs only if
+    fewer than `n_trials` architectures are finished or running ahead of it, and the target is
+    reached exactly. (Under a schedule, workers go on after the target to run promotions: one
+    that asked for the promotion another has just taken stops here too.) Refused, it stops
+    before choosing anything (PRUNED, counted nowhere)."""
+    if any(key in trial.user_attrs for key in _ENQUEUED):
+        return  # a promotion, a retry, a paper design, a head's draw, an ablation's cell
+    ahead = sum(
+        other.number < trial.number
+        and (
+            is_finished_architecture(other)
+            or (other.state == TrialState.RUNNING and is_new_architecture(other))
+        )
+        for other in trial.study.get_trials(deepcopy=False)
+    )
+    if ahead >= context.settings.n_trials:
+        reason = (
+            f"not started: the study has its {context.settings.n_trials} architectures, "
+            "finished or running"
+        )
         trial.set_user_attr(TrialKey.PRUNE_REASON, reason)
         raise optuna.TrialPruned(reason)
 
 
-def _refuse_a_second_promotion(trial: optuna.Trial, parent: FrozenTrial) -> None:
-    """Two workers that chose the same promotion at the same moment: the older one trains it,
+def _refuse_a_second_copy(trial: optuna.Trial) -> None:
+    """An enqueued trial enqueued twice: hosts that start a study together each enqueue its
+    first trials, and two workers may choose the same promotion at once. The oldest copy runs;
     this one stops at once (PRUNED, counted nowhere)."""
+    identity = {key: trial.user_attrs[key] for key in _IDENTIFYING if key in trial.user_attrs}
+    if not identity.keys() - {TrialKey.RUNG, TrialKey.SEED}:
+        return  # a sampled architecture (a rung alone names no trial)
     retried = trial.user_attrs.get(TrialKey.RETRY_OF)  # still RUNNING while it is failed
     for other in trial.study.get_trials(deepcopy=False, states=LIVE_STATES):
         if (
             other.number < trial.number
             and other.number != retried
-            and other.user_attrs.get(TrialKey.PROMOTED_FROM) == parent.number
+            and all(other.user_attrs.get(key) == value for key, value in identity.items())
         ):
-            reason = f"trial {parent.number} is already promoted by trial {other.number}"
+            reason = f"not started: trial {other.number} is the same trial ({identity})"
             trial.set_user_attr(TrialKey.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
 
