@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import document as doc
+from analysis.files import write_csv, write_text
 from analysis.plots import published_figure, save_figure
 from analysis.published import comparable_published, published_front
 from analysis.tables import number
@@ -71,8 +72,8 @@ def write_paper(out_dir: Path) -> Path:
     rows = comparable_published()
     published = published_table(rows)
     madds = madds_comparison()
-    published.to_csv(out_dir / "published.csv", index=False)
-    madds.to_csv(out_dir / "madds_vs_paper.csv", index=False)
+    write_csv(published, out_dir / "published.csv")
+    write_csv(madds, out_dir / "madds_vs_paper.csv")
     png, svg = save_figure(published_figure(rows), out_dir, "accuracy_vs_compute")
     shown = madds.copy()
     for column, digits in (
@@ -109,7 +110,7 @@ def write_paper(out_dir: Path) -> Path:
         doc.Attachment(out_dir / "published.csv", "the published points plotted"),
     ]
     path = out_dir / "paper.md"
-    path.write_text(doc.to_markdown(blocks), encoding="utf-8")
+    write_text(path, doc.to_markdown(blocks))
     return path
 
 

@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
+from analysis.files import write_atomically
 from analysis.hypervolume import ReferencePoint
 from analysis.importance import Importance
 from analysis.load import HEAD, Objective, finished
@@ -57,10 +58,10 @@ MAX_IMPORTANCE_BARS = 12
 def save_figure(figure: Figure, out_dir: Path, name: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    figure.savefig(png, dpi=150)
+    write_atomically(png, lambda temporary: figure.savefig(temporary, dpi=150))
     # No date and fixed element ids: rebuilding a report from the same study gives the same SVG.
     with matplotlib.rc_context({"svg.hashsalt": "analysis"}):
-        figure.savefig(svg, metadata={"Date": None})
+        write_atomically(svg, lambda temporary: figure.savefig(temporary, metadata={"Date": None}))
     return png, svg
 
 

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from analysis import document as doc
 from analysis import plots
 from analysis.ablation import ablation_figure, ablation_table
+from analysis.files import write_csv, write_text
 from analysis.heads import heads_ablation_spread, heads_verdict
 from analysis.hypervolume import (
     ReferencePoint,
@@ -153,9 +154,8 @@ def write_report(
         doc.Attachment(out_dir / "pareto.csv", "the trials on the Pareto front, same columns"),
     ]
     markdown = out_dir / "report.md"
-    markdown.write_text(doc.to_markdown(blocks), encoding="utf-8")
-    html = doc.to_html(blocks, title=f"Study {study.study_name}")
-    (out_dir / "report.html").write_text(html, encoding="utf-8")
+    write_text(markdown, doc.to_markdown(blocks))
+    write_text(out_dir / "report.html", doc.to_html(blocks, title=f"Study {study.study_name}"))
     return markdown
 
 
@@ -484,7 +484,7 @@ def _importance_section(study: optuna.Study, df: pd.DataFrame, out_dir: Path) ->
 def _ablation_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
     ablation = attrs[StudyKey.ABLATION]
     table = ablation_table(df, ablation)
-    table.to_csv(out_dir / "ablation.csv", index=False)
+    write_csv(table, out_dir / "ablation.csv")
     figure = ablation_figure(table, df, title=f"Ablation {ablation['name']}")
     return [
         doc.Heading("Ablation"),
@@ -505,7 +505,7 @@ def _retrain_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) 
     retrain_of = attrs[StudyKey.RETRAIN_OF]
     search = retrain_of["study"]
     table = retrain_table(df, retrain_of)
-    table.to_csv(out_dir / "retrain.csv", index=False)
+    write_csv(table, out_dir / "retrain.csv")
     steps = (attrs.get(StudyKey.TRAINER) or {}).get("steps")
     figure = plots.retrain_figure(
         table, title=f"{search}: proxy against {steps}-step retraining", proxy_label="proxy mIoU"
@@ -627,7 +627,7 @@ def _mapping_text(mapping: object) -> str | None:
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     """Lists and dicts (curves, per-class IoU) as JSON, so the file reads back unambiguously."""
     encoded = df.map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
-    encoded.to_csv(path, index=False)
+    write_csv(encoded, path)
 
 
 def _no_result_message(name: str, df: pd.DataFrame) -> str:
