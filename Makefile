@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e '.[dev,onnx,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,onnx,postgres,slurm]'
 	touch $(STAMP)
 
 demo: $(STAMP)

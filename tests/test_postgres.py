@@ -158,8 +158,7 @@ def test_three_hosts_started_together_reach_the_target_exactly(
     refused = len(trials) - len(complete)
     print(f"\n{len(trials)} trials: {dict(by_host)} complete, {refused} refused")
     assert len(complete) == TARGET, [(t.number, t.state, t.user_attrs) for t in trials]
-    specs = [json.dumps(t.user_attrs[TrialKey.SPEC], sort_keys=True) for t in complete]
-    assert len(set(specs)) == TARGET  # none trained twice, none reused as a duplicate
+    assert architectures(complete) == TARGET  # none trained twice, none reused as a duplicate
     assert sum(TrialKey.REFERENCE in t.user_attrs for t in complete) == 1
     assert {t.user_attrs[TrialKey.HOST] for t in complete} <= set(HOSTS)
     # What did not run was refused before choosing anything, saying why.
@@ -195,6 +194,43 @@ def test_a_host_killed_mid_trial_is_retried_by_another(
     assert retry.params == trials[killed].params
     complete = [t for t in trials.values() if t.state == TrialState.COMPLETE]
     assert len(complete) == 2 and {t.user_attrs[TrialKey.HOST] for t in complete} == {"host-b"}
+
+
+def test_a_multirun_of_two_submitit_jobs_runs_the_study_to_its_target(
+    postgres_database_url: str, postgres_server: PostgresServer, synthetic_root: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The Slurm command with submitit's local executor: the same launcher plugin, jobs as
+    processes on this machine. The URL comes from the environment, as the README says, so that
+    neither Hydra's saved multirun config nor submitit's pickled jobs hold the password."""
+    overrides = tiny_search_arguments(
+        synthetic_root, tmp_path, "storage=postgres", f"study.name={STUDY}",
+        f"study.n_trials={TARGET}", "tracking=none",
+    )  # fmt: skip
+    arguments = [argument for argument in overrides if not argument.startswith("storage.url=")]
+    result = run_command(
+        "experiments.search", "-m", "hydra/launcher=submitit_local", "job=0,1", *arguments,
+        env={"DFANET_STORAGE_URL": postgres_database_url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    complete = [t for t in stored_trials(postgres_database_url) if t.state == TrialState.COMPLETE]
+    assert len(complete) == TARGET
+    assert architectures(complete) == TARGET
+    logs = sorted(tmp_path.glob("outputs/hydra/search/multirun-*/.submitit/*/*_log.out"))
+    assert len(logs) == 2
+    for log in logs:  # each job ran trials of the study, and ended well
+        text = log.read_text()
+        assert "[study] finished" in text and "Job completed successfully" in text, log
+    password = postgres_server.password
+    assert password not in result.stdout + result.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+
+def architectures(trials: list[FrozenTrial]) -> int:
+    """How many different architectures the trials trained."""
+    return len({json.dumps(t.user_attrs[TrialKey.SPEC], sort_keys=True) for t in trials})
 
 
 def retried_from(trial: FrozenTrial) -> int | None:
