@@ -39,6 +39,9 @@ TINY = ArchSpec(
     input_size=(32, 48),
 )
 
+# The PostgreSQL test role: a distinctive password, so that a test can look for it everywhere.
+TEST_USER, TEST_PASSWORD = "dfanet", "S3cret-pw-7731"
+
 
 def tiny_budget(root: Path, tmp_path: Path) -> list[str]:
     """Hydra overrides that make a study or an ablation run in seconds on the small set, with

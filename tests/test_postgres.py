@@ -1,7 +1,8 @@
-"""The study on a real PostgreSQL server (tests/postgres_server.py, one a session), run by the
-real commands as several hosts run it: created on one host and resumed on another, its report
-rebuilt from the URL, the URL's password found in nothing they write, and a wrong URL refused
-at once with a message that names the fault."""
+"""The study on a real PostgreSQL server (experiments/benchmarks/postgres_server.py, one a
+session), run by the real commands as several hosts run it: created on one host and resumed on
+another, three hosts started together, a host killed mid-trial, two Slurm jobs through
+submitit's local executor; its report rebuilt from the URL, the URL's password found in nothing
+they write, and a wrong URL refused at once with a message that names the fault."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 
 from analysis.record import TrialKey
-from tests.postgres_server import TEST_USER, PostgresServer, free_port
-from tests.support import command_group, run_command, tiny_search_arguments, wait_until
+from experiments.benchmarks.postgres_server import PostgresServer, free_port
+from tests.support import TEST_USER, command_group, run_command, tiny_search_arguments, wait_until
 
 pytestmark = pytest.mark.slow
 

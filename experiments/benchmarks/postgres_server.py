@@ -1,6 +1,6 @@
-"""A throwaway PostgreSQL server for a test session: the real server binaries (Debian's
-`postgresql` package, installed by `.ci/postgres-server.sh`), a fresh cluster in a temporary
-folder, reached over TCP on 127.0.0.1 with a password, as a remote host would reach it."""
+"""A throwaway PostgreSQL server, for a test session or a benchmark: the real server binaries
+(Debian's `postgresql` package, installed by `.ci/postgres-server.sh`), a fresh cluster in a
+temporary folder, reached over TCP on 127.0.0.1 with a password, as a remote host reaches it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from pathlib import Path
 INSTALL_HINT = (
     "the set-up installs them: .ci/postgres-server.sh (apt-get install postgresql on Debian)"
 )
-# The test role: a distinctive password, so that a test can look for it in every output.
-TEST_USER, TEST_PASSWORD = "dfanet", "S3cret-pw-7731"
 # The unprivileged user that runs the server when the tests run as root: PostgreSQL refuses
 # to run as root, and Debian's package creates this user.
 SERVER_USER = "postgres"
