@@ -87,7 +87,9 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(
         storage=f"sqlite:///{tmp_path}/studies.db",
         directions=["maximize", "minimize"],
     )
-    study.enqueue_trial({"towers": 9})  # a user's bad enqueue: outside every valid spec
+    # A user's bad enqueue: outside every valid spec. With its head: `towers` is no gene of an
+    # ICNet head, which a sampler seeded by the process may otherwise draw for this trial.
+    study.enqueue_trial({"head": "dfa", "towers": 9})
     result = run_search(synthetic_root, tmp_path, "study.n_trials=2")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).get_trials()
