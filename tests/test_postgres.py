@@ -173,21 +173,30 @@ def test_three_hosts_started_together_reach_the_target_exactly(
 def test_a_host_killed_mid_trial_is_retried_by_another(
     postgres_database_url: str, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    """SIGKILL, as an out-of-memory kill or a lost node ends a job: nothing of the dead process
-    runs again; its trial's heartbeat stops, another host fails it and runs it again."""
-    # Trials long enough to be killed before their end; heartbeats a second apart.
-    overrides = ("study.n_trials=2", "tracking=none", "trainer.steps=30", "trainer.eval_every=30",
+    """SIGKILL, as an out-of-memory kill or a lost node ends a job, while another host trains
+    too: nothing of the dead process runs again; its trial's heartbeat stops, and the other
+    host, its own trial done, waits for it, fails it and runs it again."""
+    # Trials long enough to overlap and to be killed before their end; heartbeats 1 s apart.
+    overrides = ("study.n_trials=2", "tracking=none", "trainer.steps=60", "trainer.eval_every=60",
                  "storage.heartbeat_interval=1", "storage.grace_period=3")  # fmt: skip
-    arguments, env = host_command(
-        "host-a", postgres_database_url, synthetic_root, tmp_path, *overrides
-    )
-    with command_group("experiments.search", *arguments, env=env) as doomed:
-        wait_until(lambda: running_trials(postgres_database_url), 120, "host-a's first trial")
+    commands = [
+        host_command(host, postgres_database_url, synthetic_root, tmp_path, *overrides)
+        for host in ("host-a", "host-b")
+    ]
+    with contextlib.ExitStack() as stack:
+        doomed, survivor = (
+            stack.enter_context(command_group("experiments.search", *arguments, env=env))
+            for arguments, env in commands
+        )
+        wait_until(
+            lambda: set(running_trials(postgres_database_url).values()) == {"host-a", "host-b"},
+            180, "a trial running on each host",
+        )  # fmt: skip
+        (killed,) = [n for n, h in running_trials(postgres_database_url).items() if h == "host-a"]
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=30)
-    (killed,) = running_trials(postgres_database_url)
-    survivor = search_on("host-b", postgres_database_url, synthetic_root, tmp_path, *overrides)
-    assert survivor.returncode == 0, survivor.stderr[-3000:]
+        _, errors = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, errors[-3000:]
     trials = {t.number: t for t in stored_trials(postgres_database_url)}
     assert trials[killed].state == TrialState.FAIL
     (retry,) = [t for t in trials.values() if retried_from(t) == killed]
@@ -242,19 +251,21 @@ def retried_from(trial: FrozenTrial) -> int | None:
         return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
-def running_trials(url: str) -> list[int]:
-    """The numbers of the RUNNING trials that have chosen their architecture, read with SQL
-    (an Optuna storage opened here would race the command creating the tables)."""
+def running_trials(url: str) -> dict[int, str]:
+    """The RUNNING trials that have chosen their architecture, by number, with their host;
+    read with SQL (an Optuna storage opened here would race the command creating the tables)."""
     engine = sqlalchemy.create_engine(url)
     query = sqlalchemy.text(
-        "SELECT t.number FROM trials t WHERE t.state = 'RUNNING' AND EXISTS (SELECT 1 FROM"
-        f" trial_user_attributes a WHERE a.trial_id = t.trial_id AND a.key = '{TrialKey.SPEC}')"
+        "SELECT t.number, host.value_json FROM trials t JOIN trial_user_attributes host"
+        f" ON host.trial_id = t.trial_id AND host.key = '{TrialKey.HOST}'"
+        " WHERE t.state = 'RUNNING' AND EXISTS (SELECT 1 FROM trial_user_attributes a"
+        f" WHERE a.trial_id = t.trial_id AND a.key = '{TrialKey.SPEC}')"
     )
     try:
         with engine.connect() as connection:
-            return [row[0] for row in connection.execute(query)]
+            return {row[0]: json.loads(row[1]) for row in connection.execute(query)}
     except sqlalchemy.exc.ProgrammingError:  # no tables yet
-        return []
+        return {}
     finally:
         engine.dispose()
 
