@@ -188,6 +188,36 @@ def test_evaluation_callback_can_stop_the_run(synthetic_root: Path) -> None:
     assert trainer.step == 4 and seen[0][0] == 4 and trainer.curve == seen
 
 
+def test_the_run_can_be_stopped_before_any_step_or_evaluation_batch(synthetic_root: Path) -> None:
+    """`between_steps` is where a stop signal ends a trial: nothing is cut in half."""
+
+    class Stop(Exception):
+        pass
+
+    calls: list[tuple[int, bool]] = []  # (step, in training mode) at each call
+
+    def stop_on_call(n: int):
+        def between_steps() -> None:
+            calls.append((trainer.step, trainer.module.training))
+            if len(calls) == n:
+                raise Stop
+
+        return between_steps
+
+    trainer = make_trainer(synthetic_root, steps=10, eval_every=4)
+    trainer.between_steps = stop_on_call(3)
+    with pytest.raises(Stop):
+        trainer.fit()
+    assert trainer.step == 2 and len(trainer.losses) == 2  # two whole steps, the third not begun
+    # The validation split (6 images) is one batch of 6: step 4 trains 4 steps, then 1 batch.
+    calls.clear()
+    trainer = make_trainer(synthetic_root, steps=10, eval_every=4)
+    trainer.between_steps = stop_on_call(5)
+    with pytest.raises(Stop):
+        trainer.fit()
+    assert calls[-1] == (4, False) and trainer.step == 4 and trainer.curve == []
+
+
 def test_poly_schedule_with_warmup() -> None:
     assert poly_with_warmup(0, total=100, warmup=10, power=0.9) == pytest.approx(0.1)
     assert poly_with_warmup(9, total=100, warmup=10, power=0.9) == pytest.approx(1.0)

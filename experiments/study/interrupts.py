@@ -1,12 +1,14 @@
 """Ctrl-C, `kill`, `timeout` and a scheduler's SIGTERM, turned into an orderly stop.
 
 Inside `stop_on_signals()`, the first SIGINT or SIGTERM is recorded, and later ones are ignored
-until the context ends, so the cleanup is not itself cut short. Where it lands decides what
-happens:
-- inside a trial's own code (`armed()`), `Interrupted` is raised at once: the trial records
-  why it failed ("interrupted by SIGTERM") and is enqueued again, Optuna stores it as FAIL;
-- anywhere else (Optuna asking for the next trial, a database write, setting up), nothing is
-  cut in half: the worker loop calls `raise_if_interrupted()` between trials.
+until the context ends, so the cleanup is not itself cut short. The handler itself never
+raises: an exception thrown wherever the signal lands can land inside a storage write, between
+a lock's acquire and its release (SQLAlchemy's pool, the heartbeat thread's session), and leave
+the process hung on that lock for good. `raise_if_interrupted()` raises `Interrupted` where
+stopping cuts nothing in half, and it is called often enough to stop at once:
+- in a trial, before every training step and every evaluation batch: the trial records why it
+  failed ("interrupted by SIGTERM") and is enqueued again, Optuna stores it as FAIL;
+- in the worker loop between trials, and while a worker waits for others.
 The command then writes the report of what finished and exits with 128 + the signal's number
 (130, 143), as shells expect.
 """
@@ -37,7 +39,6 @@ class Interrupted(KeyboardInterrupt):
 
 class _State:
     received: int | None = None  # the first stop signal
-    armed: bool = False  # inside a trial's own code: raise at once
     forward: Callable[[int], None] | None = None  # passes the signal on to worker processes
 
 
@@ -47,8 +48,6 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     _State.received = signum
     if _State.forward is not None:
         _State.forward(signum)
-    if _State.armed:
-        raise Interrupted(signum)
 
 
 @contextmanager
@@ -77,17 +76,7 @@ def forwarding(forward: Callable[[int], None]) -> Iterator[None]:
         _State.forward = None
 
 
-@contextmanager
-def armed() -> Iterator[None]:
-    """A trial's own code: a stop signal raises `Interrupted` here, at once."""
-    raise_if_interrupted()
-    _State.armed = True
-    try:
-        yield
-    finally:
-        _State.armed = False
-
-
 def raise_if_interrupted() -> None:
+    """Raise `Interrupted` if a stop signal has arrived: call it where stopping is safe."""
     if _State.received is not None:
         raise Interrupted(_State.received)

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from analysis.record import GMADDS, MIOU, Constraint, TrialKey
 from experiments.data import CityscapesDataset
 from experiments.study.early_stopping import MultiObjectiveStopper
-from experiments.study.interrupts import Interrupted, armed
+from experiments.study.interrupts import Interrupted, raise_if_interrupted
 from experiments.study.progress import is_finished_architecture, is_new_architecture
 from experiments.study.proposers import Proposer
 from experiments.study.schedule import LIVE_STATES, Schedule
@@ -58,8 +58,8 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     stores it as FAIL and the study goes on; an interrupted trial is also enqueued again, as
     Optuna's heartbeat retry does for a trial whose process died."""
     try:
-        with armed():
-            return _run_trial(trial, context)
+        raise_if_interrupted()
+        return _run_trial(trial, context)
     except optuna.TrialPruned:
         raise
     except Interrupted as stop:
@@ -323,6 +323,7 @@ def _train(
         num_classes=context.num_classes,
         run_dir=run_dir if keep else None,
         on_evaluation=on_evaluation,
+        between_steps=raise_if_interrupted,  # a stop signal ends the trial at the next step
         seed=seed,
         dataset=context.dataset,
     )

@@ -66,17 +66,21 @@ def evaluate(
     device: torch.device,
     amp: bool = False,
     on_batch: Callable[[Tensor, list[int]], None] | None = None,
+    between_batches: Callable[[], None] | None = None,
 ) -> SegmentationScores:
     """Score `loader`'s shard on this rank, then reduce over ranks.
 
     `on_batch(predictions, dataset_indices)` sees every batch of train-id maps at full label
-    resolution, for exporting predictions.
+    resolution, for exporting predictions; `between_batches()` is called before each batch (a
+    caller's safe point to stop by raising).
     """
     was_training = model.training
     model.eval()
     matrix = ConfusionMatrix(num_classes, device=device)
     indices = iter(loader.sampler)
     for image, label in loader:
+        if between_batches is not None:
+            between_batches()
         image, label = image.to(device, non_blocking=True), label.to(device, non_blocking=True)
         with autocast_for(device, amp):
             logits = model(image)

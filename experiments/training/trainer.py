@@ -114,16 +114,20 @@ class Trainer:
         num_classes: int,
         run_dir: Path | None = None,
         on_evaluation: Callable[[int, float], None] | None = None,
+        between_steps: Callable[[], None] | None = None,
         seed: int = 0,
         dataset: Mapping[str, Any] | None = None,
     ) -> None:
         """`dataset`: the dataset's config, recorded in the checkpoint so that evaluating it
-        later scores it on the data it was trained for."""
+        later scores it on the data it was trained for. `between_steps()` is called before
+        every training step and every evaluation batch: where a caller may stop the run by
+        raising, with no step, write or checkpoint cut in half."""
         self.config = config
         self.runtime = runtime
         self.num_classes = num_classes
         self.run_dir = run_dir
         self.on_evaluation = on_evaluation
+        self.between_steps = between_steps
         self.seed = seed
         self.dataset = dict(dataset) if dataset is not None else None
         cuda = runtime.device.type == "cuda"
@@ -213,6 +217,8 @@ class Trainer:
         loss_value = self.losses[-1] if self.losses else math.nan
         self.model.train()
         while self.step < until:
+            if self.between_steps is not None:
+                self.between_steps()
             started = time.perf_counter()
             image, label = next(batches)
             loss_value = self._train_step(
@@ -273,6 +279,7 @@ class Trainer:
             num_classes=self.num_classes,
             device=self.runtime.device,
             amp=self.config.amp,
+            between_batches=self.between_steps,
         )
         self.curve.append((self.step, scores.miou))
         if self.on_evaluation is not None:
