@@ -13,7 +13,8 @@ import pytest
 
 from analysis.load import HEAD, finished, load_trials
 from analysis.record import MIOU
-from experiments.benchmarks import heads_fidelity, schedule_savings
+from analysis.rungs import rung_counts
+from experiments.benchmarks import heads_fidelity, schedule_replay, schedule_savings
 from tests.support import INPUT_SIZE, SMALL, merged, run_command, tiny_budget
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def test_schedule_savings_measures_both_runs_and_exact_resumes(
     overrides = [
         *tiny(synthetic_root), f"dataset.input_size={INPUT_SIZE[0]}x{INPUT_SIZE[1]}",
         "space=dfanet", "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
-        "study.threads_per_worker=1",
+        "study.threads_per_worker=1", "trainer.eval_every=2",  # the full run replayable
     ]  # fmt: skip
     arguments = [
         "--architectures", "4", "--steps", "8", "--reduction", "2", "--min-steps", "2",
@@ -67,6 +68,18 @@ def test_schedule_savings_measures_both_runs_and_exact_resumes(
     scheduled_steps = int(rows[1].split("|")[4].split()[0])
     assert full_steps == 4 * 8 and scheduled_steps < full_steps
     assert "front kept" in out
+    # The schedule's rule replayed on the first run's curves is the schedule run it measured.
+    outcome = schedule_replay.replay(
+        schedule_replay.load_full_run(optuna.load_study(study_name="savings-0", storage=kept)),
+        reduction=2, min_steps=2,
+    )  # fmt: skip
+    scheduled = load_trials(optuna.load_study(study_name="savings-1", storage=kept))
+    assert outcome.counts == list(rung_counts(scheduled)["completed"])
+    assert outcome.steps == scheduled_steps
+    kept_line = re.search(r"front kept (\d+) of the (\d+)", out)
+    assert kept_line is not None and (outcome.kept, outcome.front) == tuple(
+        map(int, kept_line.groups())
+    )
 
 
 def test_heads_fidelity_retrains_each_heads_best(

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
-from optuna.trial import create_trial
 
-from analysis.record import TrialKey
+from experiments.benchmarks.schedule_replay import replay_rule, schedule_steps, trials_per_rung
 from experiments.config import compose_config
 from experiments.study.schedule import Schedule, ScheduleConfig
 from search_space.cli import CommandParser
@@ -33,33 +31,15 @@ def simulate(schedule: Schedule, architectures: int, seed: int) -> list[int]:
     gmadds = rng.lognormal(np.log(2.0), 0.5, architectures)
     heads = [HEADS[i % len(HEADS)] for i in range(architectures)]
     speed = {head: rng.normal(0.0, 1.0) for head in HEADS}  # early lead, fading with budget
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    distributions = {"architecture": CategoricalDistribution(list(range(architectures)))}
 
-    def measure(index: int, rung: int, attrs: dict[str, object]) -> None:
+    def measure(index: int, rung: int) -> tuple[float, float]:
         fading = 1.0 / (1 + rung)
         miou = 50 + 8 * quality[index] + 4 * fading * speed[heads[index]]
         miou += rng.normal(0.0, 1.5 * fading) + 3 * np.log(gmadds[index])
-        study.add_trial(create_trial(
-            values=[miou, gmadds[index]], params={"architecture": index},
-            distributions=distributions,
-            user_attrs={TrialKey.SPEC: {"head": heads[index]}, TrialKey.RUNG: rung, **attrs},
-        ))  # fmt: skip
+        return float(miou), float(gmadds[index])
 
-    sampled = 0
-    while True:
-        trials = study.get_trials(deepcopy=False)
-        promotion = schedule.next_promotion(trials, sampling_done=sampled == architectures)
-        if promotion is not None:
-            index = int(promotion.parent.params["architecture"])
-            measure(index, promotion.rung, {TrialKey.PROMOTED_FROM: promotion.parent.number})
-        elif sampled < architectures:
-            measure(sampled, 0, {})
-            sampled += 1
-        else:
-            break
-    rungs = [t.user_attrs[TrialKey.RUNG] for t in study.get_trials(deepcopy=False)]
-    return [rungs.count(rung) for rung in range(len(schedule.rungs))]
+    study = replay_rule(schedule, [{"head": head} for head in heads], measure)
+    return trials_per_rung(schedule, study)
 
 
 def main() -> None:
@@ -87,8 +67,7 @@ def main() -> None:
     for architectures in args.architectures:
         for seed in args.seeds:
             counts = simulate(schedule, architectures, seed)
-            added = np.diff((0, *schedule.rungs))
-            spent = int(sum(n * step for n, step in zip(counts, added, strict=True)))
+            spent = schedule_steps(schedule, counts)
             hours = spent * args.seconds_per_step / 3600
             print(f"| {architectures} | {seed} | {' / '.join(map(str, counts))} | {spent:,} | "
                   f"{spent / (architectures * steps):.0%} | {hours:.0f} |")  # fmt: skip

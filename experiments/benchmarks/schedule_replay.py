@@ -1,0 +1,256 @@
+"""The schedule replayed on a stored full run: `python -m experiments.benchmarks.schedule_replay`
+
+Takes a stored study that trained every architecture to the top budget and evaluated it on the
+way (`trainer.eval_every` dividing every rung's budget), and replays the multi-fidelity
+schedule's own rule (the very `Schedule` a study runs; one worker; the architectures in the
+order the study met them, its enqueued first trials before any promotion, as the driver runs
+them) for each rung setting asked: every `--reduction` with every `--min-steps`. A trial's mIoU
+at a rung is the full run's evaluation at that step, which is exactly what the schedule's trial
+would measure (training is a function of the seed and the step: `schedule_savings` shows the
+gap is 0). Prints, per setting, the trials at each rung, the training steps against the full
+run's, which of the full run's front trials the replayed front (drawn from the top rung) keeps,
+and its hypervolume at the full run's mIoU. One full run then chooses a schedule in seconds,
+with no training: the demo's is `schedule_savings --storage PATH trainer.eval_every=25`'s
+first run (study `savings-0`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from analysis.hypervolume import hypervolume
+from analysis.pareto import non_dominated
+from analysis.record import TrialKey
+from experiments.study.schedule import Schedule, ScheduleConfig
+from search_space.cli import CommandParser
+
+# (architecture index, rung) -> the trial's values at that rung: mIoU first, then the costs.
+Measure = Callable[[int, int], Sequence[float]]
+
+
+def replay_rule(
+    schedule: Schedule,
+    genes: Sequence[Mapping[str, Any]],
+    measure: Measure,
+    *,
+    enqueued: int = 0,
+) -> optuna.Study:
+    """Run `schedule`'s rule to its end on `measure`d results, one worker: whenever nothing is
+    promotable the next architecture arrives (`genes[i]`, its spec: what brackets read). The
+    first `enqueued` architectures arrive before any promotion is chosen, as a study runs its
+    enqueued first trials. Returns an in-memory study of every trial run (`rung` on each)."""
+    study = optuna.create_study(directions=list(schedule.directions))
+    distributions = {"architecture": CategoricalDistribution(list(range(len(genes))))}
+
+    def run(index: int, rung: int, attrs: Mapping[str, Any]) -> None:
+        study.add_trial(create_trial(
+            values=list(measure(index, rung)), params={"architecture": index},
+            distributions=distributions,
+            user_attrs={TrialKey.SPEC: dict(genes[index]), TrialKey.RUNG: rung, **attrs},
+        ))  # fmt: skip
+
+    arrived = 0
+    while True:
+        promotion = None
+        if arrived >= enqueued:
+            trials = study.get_trials(deepcopy=False)
+            promotion = schedule.next_promotion(trials, sampling_done=arrived == len(genes))
+        if promotion is not None:
+            index = int(promotion.parent.params["architecture"])
+            run(index, promotion.rung, {TrialKey.PROMOTED_FROM: promotion.parent.number})
+        elif arrived < len(genes):
+            run(arrived, 0, {})
+            arrived += 1
+        else:
+            return study
+
+
+def trials_per_rung(schedule: Schedule, study: optuna.Study) -> list[int]:
+    rungs = [t.user_attrs[TrialKey.RUNG] for t in study.get_trials(deepcopy=False)]
+    return [rungs.count(rung) for rung in range(len(schedule.rungs))]
+
+
+def schedule_steps(schedule: Schedule, counts: Sequence[int]) -> int:
+    """Training steps of a schedule whose rungs were completed `counts` times: a promotion
+    trains on from the checkpoint of the rung below."""
+    added = np.diff((0, *schedule.rungs))
+    return int(sum(n * step for n, step in zip(counts, added, strict=True)))
+
+
+# ------------------------------------------------------------------------- the full run
+@dataclass(frozen=True)
+class FullRun:
+    """A stored study's architectures, each trained to the top budget: its curve by step."""
+
+    name: str
+    directions: tuple[StudyDirection, ...]
+    genes: list[dict[str, Any]]
+    curves: list[dict[int, float]]  # step -> mIoU
+    costs: list[tuple[float, ...]]  # the objectives after mIoU
+    numbers: list[int]  # the stored trial numbers
+    enqueued: int  # how many of the first are enqueued designs (papers', heads' draws)
+    top: int  # the budget every architecture reached
+    stratify: str | None  # the study's brackets
+
+    def miou(self, index: int, step: int) -> float:
+        curve = self.curves[index]
+        if step not in curve:
+            raise ValueError(
+                f"study {self.name!r}, trial {self.numbers[index]}: no evaluation at step "
+                f"{step} (evaluated at {sorted(curve)}); a rung at {step} steps needs the full "
+                "run trained with trainer.eval_every dividing it"
+            )
+        return curve[step]
+
+    def front(self) -> set[int]:
+        """The indices of the full run's non-dominated architectures."""
+        values = np.array([(c[self.top], *k) for c, k in zip(self.curves, self.costs, strict=True)])
+        maximize = [d == StudyDirection.MAXIMIZE for d in self.directions]
+        return {i for i, on in enumerate(non_dominated(values, maximize)) if on}
+
+
+def load_full_run(study: optuna.Study) -> FullRun:
+    """Every complete trial of a study run without a schedule, in the order the study ran them;
+    refused when the study had a schedule or its trials stopped at different budgets."""
+    config = study.user_attrs.get("config", {})
+    if config.get("study", {}).get("schedule", {}).get("enabled"):
+        raise ValueError(
+            f"study {study.study_name!r} ran under a schedule: a replay needs every architecture "
+            "trained to the top budget (study.schedule.enabled=false)"
+        )
+    trials = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not t.user_attrs.get(TrialKey.INFEASIBLE) and TrialKey.DUPLICATE_OF not in t.user_attrs
+    ]  # fmt: skip
+    if not trials:
+        raise ValueError(f"study {study.study_name!r} has no complete trial to replay")
+    budgets = {t.user_attrs.get(TrialKey.STEPS) for t in trials}
+    if len(budgets) != 1:
+        raise ValueError(
+            f"study {study.study_name!r}: its trials stopped at {sorted(map(str, budgets))} "
+            "steps; a replay needs every one at the same top budget (no early stopping)"
+        )
+    return FullRun(
+        name=study.study_name,
+        directions=tuple(study.directions),
+        genes=[t.user_attrs[TrialKey.SPEC] for t in trials],
+        curves=[_curve(t) for t in trials],
+        costs=[tuple(_values(t)[1:]) for t in trials],
+        numbers=[t.number for t in trials],
+        enqueued=sum(_was_enqueued(t) for t in trials),
+        top=int(budgets.pop()),
+        stratify=config.get("study", {}).get("schedule", {}).get("stratify"),
+    )
+
+
+def _curve(trial: FrozenTrial) -> dict[int, float]:
+    return {int(step): float(miou) for step, miou in trial.user_attrs.get(TrialKey.CURVE, [])}
+
+
+def _values(trial: FrozenTrial) -> list[float]:
+    assert trial.values is not None  # COMPLETE
+    return list(trial.values)
+
+
+def _was_enqueued(trial: FrozenTrial) -> bool:
+    return TrialKey.REFERENCE in trial.user_attrs or TrialKey.FIRST_DRAW in trial.user_attrs
+
+
+# ------------------------------------------------------------------------------ a replay
+@dataclass(frozen=True)
+class Outcome:
+    """What one rung setting would have spent and found."""
+
+    schedule: Schedule
+    counts: list[int]  # trials that completed each rung
+    steps: int
+    share: float  # of training every architecture to the top
+    kept: int  # of the full run's front, on the replayed front
+    front: int  # the full run's front size
+    hypervolume_ratio: float  # replayed front's against the full run's, at top-budget mIoU
+
+
+def replay(run: FullRun, reduction: int, min_steps: int) -> Outcome:
+    settings = ScheduleConfig(True, reduction, min_steps, run.stratify)
+    schedule = Schedule(settings.rungs(run.top), reduction, run.stratify, run.directions)
+
+    def measure(index: int, rung: int) -> tuple[float, ...]:
+        return (run.miou(index, schedule.rungs[rung]), *run.costs[index])
+
+    study = replay_rule(schedule, run.genes, measure, enqueued=run.enqueued)
+    top = [
+        t for t in study.get_trials(deepcopy=False)
+        if t.user_attrs[TrialKey.RUNG] == len(schedule.rungs) - 1
+    ]  # fmt: skip
+    reached = [int(t.params["architecture"]) for t in top]
+    maximize = [d == StudyDirection.MAXIMIZE for d in run.directions]
+    points = np.array([t.values for t in top], dtype=float).reshape(-1, len(maximize))
+    replayed = {reached[i] for i, on in enumerate(non_dominated(points, maximize)) if on}
+    full = run.front()
+    counts = trials_per_rung(schedule, study)
+    steps = schedule_steps(schedule, counts)
+    return Outcome(
+        schedule=schedule,
+        counts=counts,
+        steps=steps,
+        share=steps / (len(run.genes) * run.top),
+        kept=len(replayed & full),
+        front=len(full),
+        hypervolume_ratio=_volume(run, replayed) / _volume(run, full),
+    )
+
+
+def _volume(run: FullRun, indices: set[int]) -> float:
+    """Hypervolume at the top budget's mIoU, against mIoU 0 and 1.1 times the costliest
+    architecture (the reference `schedule_savings` uses)."""
+    maximize = [d == StudyDirection.MAXIMIZE for d in run.directions]
+    points = np.array([(run.curves[i][run.top], *run.costs[i]) for i in sorted(indices)])
+    reference = [0.0, *(1.1 * max(c[k] for c in run.costs) for k in range(len(run.costs[0])))]
+    return hypervolume(points, reference, maximize)
+
+
+def main() -> None:
+    parser = CommandParser(
+        prog="python -m experiments.benchmarks.schedule_replay", description=__doc__
+    )
+    parser.add_argument("--storage", type=Path, required=True, help="the full run's SQLite file")
+    parser.add_argument("--study-name", default="savings-0")
+    parser.add_argument("--reduction", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--min-steps", type=int, nargs="+", default=[25, 50])
+    args = parser.parse_args()
+    if not args.storage.is_file():
+        parser.error(f"--storage {args.storage}: no such file")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stored = optuna.load_study(study_name=args.study_name, storage=f"sqlite:///{args.storage}")
+    run = load_full_run(stored)
+    print(f"study {run.name!r}: {len(run.genes)} architectures to {run.top} steps "
+          f"({run.enqueued} enqueued first), brackets by {run.stratify}; the full run's front: "
+          f"{sorted(run.numbers[i] for i in run.front())}")  # fmt: skip
+    print("| reduction | min steps | rungs | trials per rung | training steps | front kept | "
+          "hypervolume |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for reduction, min_steps in itertools.product(args.reduction, args.min_steps):
+        try:
+            outcome = replay(run, reduction, min_steps)
+        except ValueError as error:
+            print(f"| {reduction} | {min_steps} | {error} | | | | |")
+            continue
+        print(
+            f"| {reduction} | {min_steps} | {'/'.join(map(str, outcome.schedule.rungs))} | "
+            f"{' / '.join(map(str, outcome.counts))} | {outcome.steps} ({outcome.share:.0%}) | "
+            f"{outcome.kept} of {outcome.front} | {outcome.hypervolume_ratio - 1:+.1%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""`experiments.benchmarks.schedule_replay` on a full run stored in a real SQLite storage, with
+hand-set curves whose replay is worked out below by the schedule's rule. (That a replay is the
+schedule run it stands for, on real training: `test_benchmarks_schedule`.)"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import create_trial
+
+from analysis.record import TrialKey
+from experiments.benchmarks import schedule_replay
+from experiments.benchmarks.schedule_replay import load_full_run, replay
+
+# Architecture: (GMAdds, mIoU at 25, 100 and 400 steps).
+ARCHITECTURES = [
+    (1.0, 10, 20, 30), (2.0, 12, 22, 35), (0.5, 5, 15, 28), (3.0, 8, 18, 25),
+    (1.5, 9, 19, 29), (0.8, 11, 16, 27), (2.5, 6, 14, 24), (4.0, 13, 25, 40),
+]  # fmt: skip
+STEPS = (25, 100, 400)
+
+
+def store_full_run(path: Path, schedule: bool = False, enqueued: int = 0) -> optuna.Study:
+    study = optuna.create_study(
+        study_name="full", storage=f"sqlite:///{path}", directions=["maximize", "minimize"]
+    )
+    study.set_user_attr("config", {"study": {"schedule": {"enabled": schedule, "stratify": None}}})
+    distributions = {"x": CategoricalDistribution(list(range(len(ARCHITECTURES))))}
+    for index, (gmadds, *mious) in enumerate(ARCHITECTURES):
+        attrs = {
+            TrialKey.SPEC: {"head": "dfa", "index": index},
+            TrialKey.CURVE: [[step, miou] for step, miou in zip(STEPS, mious, strict=True)],
+            TrialKey.STEPS: 400,
+            **({TrialKey.REFERENCE: f"design {index}"} if index < enqueued else {}),
+        }
+        study.add_trial(create_trial(
+            values=[mious[-1], gmadds], params={"x": index}, distributions=distributions,
+            user_attrs=attrs,
+        ))  # fmt: skip
+    return study
+
+
+def test_the_rule_replayed_on_stored_curves(tmp_path: Path) -> None:
+    run = load_full_run(store_full_run(tmp_path / "full.db"))
+    assert run.top == 400 and run.enqueued == 0
+    # At 400 steps: #7 (40 at 4.0), #1 (35 at 2.0), #0 (30 at 1.0), #2 (28 at 0.5).
+    assert run.front() == {0, 1, 2, 7}
+    outcome = replay(run, reduction=4, min_steps=25)
+    assert outcome.schedule.rungs == STEPS
+    # Rung 0, open: the 4th arrival gives a quota of 1, #1 (an end of the front {0, 1, 2},
+    # the older end). Closed (8 arrived): its front {7, 1, 5, 2} (#5 dominates #0 at 25 steps),
+    # so #2, #7, #5. Rung 1 closes with {1, 2, 7, 5}, all non-dominated at 100: all promoted.
+    assert outcome.counts == [8, 4, 4]
+    assert outcome.steps == 8 * 25 + 4 * 75 + 4 * 300
+    assert outcome.share == pytest.approx(1700 / 3200)
+    # #5 is dominated by #2 at 400; #0 never left the first rung.
+    assert (outcome.kept, outcome.front) == (3, 4)
+    # Hypervolume against (0, 1.1 * 4.0): 128 against the full front's 130.
+    assert outcome.hypervolume_ratio == pytest.approx(128 / 130)
+
+
+def test_enqueued_first_trials_all_run_before_any_promotion(tmp_path: Path) -> None:
+    run = load_full_run(store_full_run(tmp_path / "full.db", enqueued=6))
+    assert run.enqueued == 6
+    schedule = replay(run, reduction=4, min_steps=25).schedule
+
+    def measure(index: int, rung: int) -> tuple[float, ...]:
+        return (run.miou(index, schedule.rungs[rung]), *run.costs[index])
+
+    def rungs(enqueued: int) -> list[int]:
+        study = schedule_replay.replay_rule(schedule, run.genes, measure, enqueued=enqueued)
+        return [t.user_attrs[TrialKey.RUNG] for t in study.trials]
+
+    assert rungs(0)[:5] == [0, 0, 0, 0, 1]  # #1 promoted once 4 have arrived
+    assert rungs(run.enqueued)[:7] == [0, 0, 0, 0, 0, 0, 1]  # held until the 6 have run
+
+
+def test_a_rung_off_the_curve_and_a_scheduled_study_are_refused(tmp_path: Path) -> None:
+    run = load_full_run(store_full_run(tmp_path / "full.db"))
+    with pytest.raises(ValueError, match=r"trial 0: no evaluation at step 50 .*eval_every"):
+        replay(run, reduction=2, min_steps=50)  # rungs 50, 100, 200, 400
+    with pytest.raises(ValueError, match="ran under a schedule"):
+        load_full_run(store_full_run(tmp_path / "scheduled.db", schedule=True))
+
+
+def test_the_command_prints_a_row_per_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_full_run(tmp_path / "full.db")
+    arguments = ["--storage", str(tmp_path / "full.db"), "--study-name", "full",
+                 "--reduction", "4", "2", "--min-steps", "25"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["schedule_replay", *arguments])
+    schedule_replay.main()
+    out = capsys.readouterr().out
+    assert "| 4 | 25 | 25/100/400 | 8 / 4 / 4 | 1700 (53%) | 3 of 4 | -1.5% |" in out
+    assert "| 2 | 25 | " in out and "no evaluation at step 50" in out  # 400/2/2/2 = 50: off
