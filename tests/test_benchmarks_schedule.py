@@ -10,9 +10,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from analysis.load import HEAD, finished, load_trials
-from analysis.record import MIOU
+from analysis.record import MIOU, TrialKey
 from analysis.rungs import rung_counts
 from experiments.benchmarks import heads_fidelity, schedule_replay, schedule_savings
 from tests.support import INPUT_SIZE, SMALL, merged, run_command, tiny_budget
@@ -73,8 +74,17 @@ def test_schedule_savings_measures_both_runs_and_exact_resumes(
         schedule_replay.load_full_run(optuna.load_study(study_name="savings-0", storage=kept)),
         reduction=2, min_steps=2,
     )  # fmt: skip
-    scheduled = load_trials(optuna.load_study(study_name="savings-1", storage=kept))
+    scheduled_study = optuna.load_study(study_name="savings-1", storage=kept)
+    scheduled = load_trials(scheduled_study)
     assert outcome.counts == list(rung_counts(scheduled)["completed"])
+    genes = schedule_replay.load_full_run(
+        optuna.load_study(study_name="savings-0", storage=kept)
+    ).genes
+    # Trial by trial: the same architecture trained to the same rung, in the same order.
+    assert [(genes[index], rung) for index, rung in outcome.lineage] == [
+        (t.user_attrs[TrialKey.SPEC], t.user_attrs[TrialKey.RUNG])
+        for t in scheduled_study.get_trials(states=(TrialState.COMPLETE,))
+    ]
     assert outcome.steps == scheduled_steps
     kept_line = re.search(r"front kept (\d+) of the (\d+)", out)
     assert kept_line is not None and (outcome.kept, outcome.front) == tuple(

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import create_trial
+from optuna.trial import TrialState, create_trial
 
 from analysis.record import TrialKey
 from experiments.benchmarks import schedule_replay
@@ -24,11 +24,14 @@ ARCHITECTURES = [
 STEPS = (25, 100, 400)
 
 
-def store_full_run(path: Path, schedule: bool = False, enqueued: int = 0) -> optuna.Study:
+def store_full_run(
+    path: Path, schedule: bool = False, enqueued: int = 0, n_trials: int = 8
+) -> optuna.Study:
     study = optuna.create_study(
         study_name="full", storage=f"sqlite:///{path}", directions=["maximize", "minimize"]
     )
-    study.set_user_attr("config", {"study": {"schedule": {"enabled": schedule, "stratify": None}}})
+    config = {"study": {"n_trials": n_trials, "schedule": {"enabled": schedule, "stratify": None}}}
+    study.set_user_attr("config", config)
     distributions = {"x": CategoricalDistribution(list(range(len(ARCHITECTURES))))}
     for index, (gmadds, *mious) in enumerate(ARCHITECTURES):
         attrs = {
@@ -46,7 +49,7 @@ def store_full_run(path: Path, schedule: bool = False, enqueued: int = 0) -> opt
 
 def test_the_rule_replayed_on_stored_curves(tmp_path: Path) -> None:
     run = load_full_run(store_full_run(tmp_path / "full.db"))
-    assert run.top == 400 and run.enqueued == 0
+    assert run.top == 400 and run.held == 0
     # At 400 steps: #7 (40 at 4.0), #1 (35 at 2.0), #0 (30 at 1.0), #2 (28 at 0.5).
     assert run.front() == {0, 1, 2, 7}
     outcome = replay(run, reduction=4, min_steps=25)
@@ -63,20 +66,47 @@ def test_the_rule_replayed_on_stored_curves(tmp_path: Path) -> None:
     assert outcome.hypervolume_ratio == pytest.approx(128 / 130)
 
 
+def rungs_in_order(outcome: schedule_replay.Outcome) -> list[int]:
+    return [rung for _, rung in outcome.lineage]
+
+
 def test_enqueued_first_trials_all_run_before_any_promotion(tmp_path: Path) -> None:
-    run = load_full_run(store_full_run(tmp_path / "full.db", enqueued=6))
-    assert run.enqueued == 6
-    schedule = replay(run, reduction=4, min_steps=25).schedule
+    assert rungs_in_order(replay(load_full_run(store_full_run(tmp_path / "a.db")), 4, 25))[:5] == [
+        0,
+        0,
+        0,
+        0,
+        1,
+    ]  # #1 promoted once 4 have arrived
+    held = load_full_run(store_full_run(tmp_path / "b.db", enqueued=6))
+    assert held.held == 6
+    assert rungs_in_order(replay(held, 4, 25))[:7] == [0] * 6 + [1]  # after the 6 have run
+    # The target reached with first trials still waiting: the driver chooses from then on.
+    early = load_full_run(store_full_run(tmp_path / "c.db", enqueued=6, n_trials=5))
+    assert early.held == 5 and rungs_in_order(replay(early, 4, 25))[:6] == [0] * 5 + [1]
 
-    def measure(index: int, rung: int) -> tuple[float, ...]:
-        return (run.miou(index, schedule.rungs[rung]), *run.costs[index])
 
-    def rungs(enqueued: int) -> list[int]:
-        study = schedule_replay.replay_rule(schedule, run.genes, measure, enqueued=enqueued)
-        return [t.user_attrs[TrialKey.RUNG] for t in study.trials]
-
-    assert rungs(0)[:5] == [0, 0, 0, 0, 1]  # #1 promoted once 4 have arrived
-    assert rungs(run.enqueued)[:7] == [0, 0, 0, 0, 0, 0, 1]  # held until the 6 have run
+def test_a_study_that_stopped_or_added_first_trials_late_is_refused(tmp_path: Path) -> None:
+    stopped = store_full_run(tmp_path / "stopped.db")
+    stopped.add_trial(create_trial(
+        state=TrialState.PRUNED, params={"x": 0},
+        distributions={"x": CategoricalDistribution(list(range(len(ARCHITECTURES))))},
+        user_attrs={TrialKey.SPEC: {"head": "dfa"}, TrialKey.CURVE: [[25, 3.0]]},
+    ))  # fmt: skip
+    with pytest.raises(ValueError, match=r"trials \[8\] were stopped early"):
+        load_full_run(stopped)
+    late = store_full_run(tmp_path / "late.db")
+    late.add_trial(create_trial(
+        values=[30.0, 1.0], params={"x": 0},
+        distributions={"x": CategoricalDistribution(list(range(len(ARCHITECTURES))))},
+        user_attrs={TrialKey.SPEC: {"head": "dfa"}, TrialKey.CURVE: [[25, 1.0], [400, 30.0]],
+                    TrialKey.STEPS: 400, TrialKey.REFERENCE: "dfanet_a"},
+    ))  # fmt: skip
+    with pytest.raises(ValueError, match="an enqueued first trial ran after sampled ones"):
+        load_full_run(late)
+    failed = store_full_run(tmp_path / "failed.db")
+    failed.add_trial(create_trial(state=TrialState.FAIL))
+    assert load_full_run(failed).failed == 1 and len(load_full_run(failed).genes) == 8
 
 
 def test_a_rung_off_the_curve_and_a_scheduled_study_are_refused(tmp_path: Path) -> None:

@@ -8,16 +8,20 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from analysis.record import StudyKey, TrialKey
 from analysis.secrets import mask_secrets
 from experiments.config import compose_config
 from experiments.study.driver import SearchSetup, prepare, sampler_seed, search, start_study
 from experiments.study.identity import StudyMismatchError
+from experiments.study.interrupts import Interrupted, stop_on_signals
 from experiments.study.storage import StorageError, make_storage
 from tests.support import (
     command_group,
@@ -88,6 +92,42 @@ def test_a_stop_signal_fails_the_running_trial_and_enqueues_it_again(
     # second worker's, just started) is simply sampled anew.
     chosen = {t.number for t in interrupted if TrialKey.SPEC in t.user_attrs}
     assert chosen and chosen <= retries
+
+
+def test_a_signal_inside_a_trials_storage_write_lets_it_finish_then_stops_the_trial(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """The signal lands while the trial stores its genes: the write completes (so the trial
+    is retried as the architecture it chose), and the trial stops before training."""
+    config = tiny_config(synthetic_root, tmp_path, "study.reference_designs=[xception_b]")
+    sent: list[str] = []
+
+    def signal_mid_write(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if (
+            not sent
+            and "trial_user_attributes" in statement
+            and f"'{TrialKey.SPEC}'" in str(parameters)
+        ):
+            sent.append(statement)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    event.listen(Engine, "before_cursor_execute", signal_mid_write)
+    try:
+        with stop_on_signals(), pytest.raises(Interrupted, match="interrupted by SIGINT"):
+            search(config)
+    finally:
+        event.remove(Engine, "before_cursor_execute", signal_mid_write)
+    assert sent
+    trials = load(tmp_path).get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs[TrialKey.FAIL_REASON] == (
+        "interrupted by SIGINT"
+    )
+    assert TrialKey.SPEC in failed[0].user_attrs  # the write the signal landed in
+    assert TrialKey.CURVE not in failed[0].user_attrs  # stopped before training
+    (retry,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert retry.user_attrs[TrialKey.RETRY_OF] == failed[0].number
+    assert retry.user_attrs[TrialKey.REFERENCE] == "xception_b"
 
 
 @pytest.fixture

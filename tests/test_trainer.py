@@ -209,13 +209,13 @@ def test_the_run_can_be_stopped_before_any_step_or_evaluation_batch(synthetic_ro
     with pytest.raises(Stop):
         trainer.fit()
     assert trainer.step == 2 and len(trainer.losses) == 2  # two whole steps, the third not begun
-    # The validation split (6 images) is one batch of 6: step 4 trains 4 steps, then 1 batch.
+    # 4 steps, then the evaluation at step 4: 6 images in batches of 2, stopped before the 2nd.
     calls.clear()
-    trainer = make_trainer(synthetic_root, steps=10, eval_every=4)
-    trainer.between_steps = stop_on_call(5)
+    trainer = make_trainer(synthetic_root, steps=10, eval_every=4, eval_batch_size=2)
+    trainer.between_steps = stop_on_call(6)
     with pytest.raises(Stop):
         trainer.fit()
-    assert calls[-1] == (4, False) and trainer.step == 4 and trainer.curve == []
+    assert calls[4:] == [(4, False), (4, False)] and trainer.step == 4 and trainer.curve == []
 
 
 def test_poly_schedule_with_warmup() -> None:

@@ -2,14 +2,17 @@
 
 Takes a stored study that trained every architecture to the top budget and evaluated it on the
 way (`trainer.eval_every` dividing every rung's budget), and replays the multi-fidelity
-schedule's own rule (the very `Schedule` a study runs; one worker; the architectures in the
-order the study met them, its enqueued first trials before any promotion, as the driver runs
-them) for each rung setting asked: every `--reduction` with every `--min-steps`. A trial's mIoU
-at a rung is the full run's evaluation at that step, which is exactly what the schedule's trial
-would measure (training is a function of the seed and the step: `schedule_savings` shows the
-gap is 0). Prints, per setting, the trials at each rung, the training steps against the full
-run's, which of the full run's front trials the replayed front (drawn from the top rung) keeps,
-and its hypervolume at the full run's mIoU. One full run then chooses a schedule in seconds,
+schedule's own rule (the very `Schedule` a study runs, its brackets as the driver sets them;
+one worker; the architectures in the order the study met them, its enqueued first trials before
+any promotion, as the driver runs them) for each rung setting asked: every `--reduction` with
+every `--min-steps`. A trial's mIoU at a rung is the full run's evaluation at that step, which
+is exactly what the schedule's trial would measure (training is a function of the seed and the
+step: `schedule_savings` shows the gap is 0). So a replay is the one-worker schedule run of the
+same architectures: exact where the schedule run would draw them in the same order (the random
+sampler, as `schedule_savings` uses; TPE and NSGA-II learn from the rungs and draw others).
+Prints, per setting, the trials at each rung, the training steps against the full run's, which
+of the full run's front trials the replayed front (drawn from the top rung) keeps, and its
+hypervolume at the full run's mIoU. One full run then chooses a schedule in seconds,
 with no training: the demo's is `schedule_savings --storage PATH trainer.eval_every=25`'s
 first run (study `savings-0`).
 """
@@ -30,7 +33,8 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from analysis.hypervolume import hypervolume
 from analysis.pareto import non_dominated
-from analysis.record import TrialKey
+from analysis.record import StudyKey, TrialKey
+from experiments.study.driver import varied_gene
 from experiments.study.schedule import Schedule, ScheduleConfig
 from search_space.cli import CommandParser
 
@@ -98,9 +102,10 @@ class FullRun:
     curves: list[dict[int, float]]  # step -> mIoU
     costs: list[tuple[float, ...]]  # the objectives after mIoU
     numbers: list[int]  # the stored trial numbers
-    enqueued: int  # how many of the first are enqueued designs (papers', heads' draws)
+    held: int  # the first ones that run before any promotion may be chosen
     top: int  # the budget every architecture reached
-    stratify: str | None  # the study's brackets
+    stratify: str | None  # the brackets a schedule of this study would have
+    failed: int  # trials that failed (each retried by a later one, or never measured)
 
     def miou(self, index: int, step: int) -> float:
         curve = self.curves[index]
@@ -121,25 +126,46 @@ class FullRun:
 
 def load_full_run(study: optuna.Study) -> FullRun:
     """Every complete trial of a study run without a schedule, in the order the study ran them;
-    refused when the study had a schedule or its trials stopped at different budgets."""
-    config = study.user_attrs.get("config", {})
-    if config.get("study", {}).get("schedule", {}).get("enabled"):
+    refused when the study had a schedule, stopped trials early, or its trials ended at
+    different budgets."""
+    name = study.study_name
+    config = study.user_attrs.get(StudyKey.CONFIG, {})
+    settings = config.get("study", {})
+    if settings.get("schedule", {}).get("enabled"):
         raise ValueError(
-            f"study {study.study_name!r} ran under a schedule: a replay needs every architecture "
-            "trained to the top budget (study.schedule.enabled=false)"
+            f"study {name!r} ran under a schedule: a replay needs every architecture trained to "
+            "the top budget (study.schedule.enabled=false)"
+        )
+    everything = study.get_trials(deepcopy=False)
+    stopped = [t.number for t in everything if t.state == TrialState.PRUNED and _trained(t)]
+    if stopped:
+        raise ValueError(
+            f"study {name!r}: trials {stopped} were stopped early; a replay needs every "
+            "architecture trained to the top budget (study.early_stopping.enabled=false)"
         )
     trials = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not t.user_attrs.get(TrialKey.INFEASIBLE) and TrialKey.DUPLICATE_OF not in t.user_attrs
+        t for t in everything
+        if t.state == TrialState.COMPLETE and not t.user_attrs.get(TrialKey.INFEASIBLE)
+        and TrialKey.DUPLICATE_OF not in t.user_attrs
     ]  # fmt: skip
     if not trials:
-        raise ValueError(f"study {study.study_name!r} has no complete trial to replay")
+        raise ValueError(f"study {name!r} has no complete trial to replay")
     budgets = {t.user_attrs.get(TrialKey.STEPS) for t in trials}
     if len(budgets) != 1:
         raise ValueError(
-            f"study {study.study_name!r}: its trials stopped at {sorted(map(str, budgets))} "
-            "steps; a replay needs every one at the same top budget (no early stopping)"
+            f"study {name!r}: its trials ended at {sorted(map(str, budgets))} steps; a replay "
+            "needs every one at the same top budget"
         )
+    enqueued = [_was_enqueued(t) for t in trials]
+    if any(enqueued[enqueued.count(True) :]):
+        raise ValueError(
+            f"study {name!r}: an enqueued first trial ran after sampled ones (a resume that "
+            "added designs, or a retry): the replay cannot know when the study would have "
+            "begun promoting"
+        )
+    # The driver chooses promotions once the enqueued first trials have run, or once the
+    # target is reached while some still wait.
+    target = int(settings.get("n_trials", len(trials)))
     return FullRun(
         name=study.study_name,
         directions=tuple(study.directions),
@@ -147,10 +173,16 @@ def load_full_run(study: optuna.Study) -> FullRun:
         curves=[_curve(t) for t in trials],
         costs=[tuple(_values(t)[1:]) for t in trials],
         numbers=[t.number for t in trials],
-        enqueued=sum(_was_enqueued(t) for t in trials),
+        held=min(enqueued.count(True), target),
         top=int(budgets.pop()),
-        stratify=config.get("study", {}).get("schedule", {}).get("stratify"),
+        stratify=varied_gene(config, settings.get("schedule", {}).get("stratify")),
+        failed=sum(t.state == TrialState.FAIL for t in everything),
     )
+
+
+def _trained(trial: FrozenTrial) -> bool:
+    """Stopped after some training (a refused trial, "not started", trained nothing)."""
+    return bool(trial.user_attrs.get(TrialKey.CURVE))
 
 
 def _curve(trial: FrozenTrial) -> dict[int, float]:
@@ -173,6 +205,7 @@ class Outcome:
 
     schedule: Schedule
     counts: list[int]  # trials that completed each rung
+    lineage: list[tuple[int, int]]  # (architecture index, rung) of each trial, in order
     steps: int
     share: float  # of training every architecture to the top
     kept: int  # of the full run's front, on the replayed front
@@ -187,11 +220,9 @@ def replay(run: FullRun, reduction: int, min_steps: int) -> Outcome:
     def measure(index: int, rung: int) -> tuple[float, ...]:
         return (run.miou(index, schedule.rungs[rung]), *run.costs[index])
 
-    study = replay_rule(schedule, run.genes, measure, enqueued=run.enqueued)
-    top = [
-        t for t in study.get_trials(deepcopy=False)
-        if t.user_attrs[TrialKey.RUNG] == len(schedule.rungs) - 1
-    ]  # fmt: skip
+    study = replay_rule(schedule, run.genes, measure, enqueued=run.held)
+    trials = study.get_trials(deepcopy=False)
+    top = [t for t in trials if t.user_attrs[TrialKey.RUNG] == len(schedule.rungs) - 1]
     reached = [int(t.params["architecture"]) for t in top]
     maximize = [d == StudyDirection.MAXIMIZE for d in run.directions]
     points = np.array([t.values for t in top], dtype=float).reshape(-1, len(maximize))
@@ -202,6 +233,7 @@ def replay(run: FullRun, reduction: int, min_steps: int) -> Outcome:
     return Outcome(
         schedule=schedule,
         counts=counts,
+        lineage=[(int(t.params["architecture"]), t.user_attrs[TrialKey.RUNG]) for t in trials],
         steps=steps,
         share=steps / (len(run.genes) * run.top),
         kept=len(replayed & full),
@@ -225,7 +257,7 @@ def main() -> None:
     )
     parser.add_argument("--storage", type=Path, required=True, help="the full run's SQLite file")
     parser.add_argument("--study-name", default="savings-0")
-    parser.add_argument("--reduction", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--reduction", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--min-steps", type=int, nargs="+", default=[25, 50])
     args = parser.parse_args()
     if not args.storage.is_file():
@@ -234,7 +266,8 @@ def main() -> None:
     stored = optuna.load_study(study_name=args.study_name, storage=f"sqlite:///{args.storage}")
     run = load_full_run(stored)
     print(f"study {run.name!r}: {len(run.genes)} architectures to {run.top} steps "
-          f"({run.enqueued} enqueued first), brackets by {run.stratify}; the full run's front: "
+          f"({run.held} run before any promotion; {run.failed} failed trials left out), "
+          f"brackets by {run.stratify}; the full run's front: "
           f"{sorted(run.numbers[i] for i in run.front())}")  # fmt: skip
     print("| reduction | min steps | rungs | trials per rung | training steps | front kept | "
           "hypervolume |")  # fmt: skip

@@ -112,7 +112,7 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
         schedule = Schedule(
             settings.schedule.rungs(trainer_config.steps),
             settings.schedule.reduction,
-            _varied_gene(config, settings.schedule.stratify),
+            varied_gene(config, settings.schedule.stratify),
             tuple(StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
                   for d in settings.directions),
         )  # fmt: skip
@@ -149,7 +149,7 @@ def prepare(config: Mapping[str, Any]) -> SearchSetup:
     )
 
 
-def _varied_gene(config: Mapping[str, Any], gene: str | None) -> str | None:
+def varied_gene(config: Mapping[str, Any], gene: str | None) -> str | None:
     """`gene` if the study's space varies it, else None: brackets of a gene that every
     architecture shares would be one bracket with the floor of one promotion a rung."""
     if gene is None or "space" not in config:

@@ -5,9 +5,12 @@ until the context ends, so the cleanup is not itself cut short. The handler itse
 raises: an exception thrown wherever the signal lands can land inside a storage write, between
 a lock's acquire and its release (SQLAlchemy's pool, the heartbeat thread's session), and leave
 the process hung on that lock for good. `raise_if_interrupted()` raises `Interrupted` where
-stopping cuts nothing in half, and it is called often enough to stop at once:
-- in a trial, before every training step and every evaluation batch: the trial records why it
-  failed ("interrupted by SIGTERM") and is enqueued again, Optuna stores it as FAIL;
+stopping cuts nothing in half, and it is called often enough that a stop takes about a
+training step (at most a cost count, a latency measurement or a batch):
+- in a trial, at its start, once its costs are measured, and before every training step and
+  every evaluation batch: the trial records why it failed ("interrupted by SIGTERM"), is
+  enqueued again (`trial.run_trial`) and Optuna stores it as FAIL; one that is past its last
+  evaluation batch finishes and is stored as it is;
 - in the worker loop between trials, and while a worker waits for others.
 The command then writes the report of what finished and exits with 128 + the signal's number
 (130, 143), as shells expect.

@@ -29,7 +29,7 @@ A promotion is a new Optuna trial of the same parameters (`promoted_from`: the t
 that resumes the checkpoint of the one below and trains on to its rung; its values are its
 result at that rung. The schedule reads only the stored trials, so it works the same with one
 worker, several, or several hosts, and after a resume. A trial is promoted once: an interrupted
-or killed promotion is retried as itself (the signal handler and the heartbeat enqueue it
+or killed promotion is retried as itself (an interrupted trial and the heartbeat enqueue it
 again, resuming the same checkpoint), and one that raised is failed with its reason.
 """
 
@@ -114,7 +114,7 @@ class Schedule:
         `sampling_done`: every architecture of the study is sampled and none of them is still
         training to the first rung, so the first rung is closed."""
         # Any continuation takes it: an interrupted or killed one is retried as itself (a
-        # retry enqueued by the signal handler or the heartbeat), and one that raised would
+        # retry enqueued by an interrupted trial or the heartbeat), and one that raised would
         # raise again (training is deterministic).
         taken = _taken(trials)
         closed = self.closed_rungs(trials, sampling_done)

@@ -126,6 +126,7 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         costs[TrialKey.LATENCY_MS] = attrs[TrialKey.LATENCY_MS]
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+    raise_if_interrupted()  # after the costs (seconds at full size), before any training
     values = (cost.gmadds, *([costs[TrialKey.LATENCY_MS]] if settings.latency_objective else []))
     if _breaks_a_budget(trial, settings, costs):
         # Never trained: 0.0 is a placeholder the analysis never reads as a measurement.
@@ -138,6 +139,7 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         if TrialKey.FVCORE_TOTAL not in attrs:  # a promotion has its parent's
             total = fvcore_default_total(spec, context.num_classes)
             trial.set_user_attr(TrialKey.FVCORE_TOTAL, total)
+            raise_if_interrupted()  # fvcore's trace takes seconds
         result = _train(trial, spec, seed, costs, context, parent)
         state = "COMPLETE"
     except optuna.TrialPruned:
