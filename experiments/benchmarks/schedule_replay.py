@@ -35,7 +35,7 @@ from analysis.hypervolume import hypervolume
 from analysis.pareto import non_dominated
 from analysis.record import StudyKey, TrialKey
 from experiments.study.driver import varied_gene
-from experiments.study.schedule import Schedule, ScheduleConfig
+from experiments.study.schedule import Schedule, ScheduleConfig, first_front
 from search_space.cli import CommandParser
 
 # (architecture index, rung) -> the trial's values at that rung: mIoU first, then the costs.
@@ -223,10 +223,7 @@ def replay(run: FullRun, reduction: int, min_steps: int) -> Outcome:
     study = replay_rule(schedule, run.genes, measure, enqueued=run.held)
     trials = study.get_trials(deepcopy=False)
     top = [t for t in trials if t.user_attrs[TrialKey.RUNG] == len(schedule.rungs) - 1]
-    reached = [int(t.params["architecture"]) for t in top]
-    maximize = [d == StudyDirection.MAXIMIZE for d in run.directions]
-    points = np.array([t.values for t in top], dtype=float).reshape(-1, len(maximize))
-    replayed = {reached[i] for i, on in enumerate(non_dominated(points, maximize)) if on}
+    replayed = {int(t.params["architecture"]) for t in first_front(top, run.directions)}
     full = run.front()
     counts = trials_per_rung(schedule, study)
     steps = schedule_steps(schedule, counts)
