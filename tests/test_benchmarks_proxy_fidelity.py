@@ -44,6 +44,8 @@ def test_a_tiny_run_prints_the_table_and_the_agreement(
     assert [row.split("|")[1].strip() for row in rows[1:]] == [
         "dfanet_a", "dfanet_b", "random 0", "random 1",
     ]  # fmt: skip
+    # With two seeds each cell carries the spread the noise floor averages.
+    assert all(row.count(" ± ") == 2 for row in rows[1:])
     assert "Kendall's tau" in text and "top-2 overlap" in text and "over 4 architectures" in text
     assert "noise floor" in text and "nan" not in text.split("noise floor")[1]
     assert "saved" in capsys.readouterr().out

@@ -5,7 +5,9 @@ schedule run it stands for, on real training: `test_benchmarks_schedule`.)"""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -14,7 +16,13 @@ from optuna.trial import TrialState, create_trial
 
 from analysis.record import TrialKey
 from experiments.benchmarks import schedule_replay
-from experiments.benchmarks.schedule_replay import load_full_run, replay
+from experiments.benchmarks.schedule_replay import (
+    bracket_rankings,
+    load_full_run,
+    replay,
+    settled_step,
+)
+from experiments.config import compose_option
 
 # Architecture: (GMAdds, mIoU at 25, 100 and 400 steps).
 ARCHITECTURES = [
@@ -25,19 +33,32 @@ STEPS = (25, 100, 400)
 
 
 def store_full_run(
-    path: Path, schedule: bool = False, enqueued: int = 0, n_trials: int = 8
+    path: Path,
+    schedule: bool = False,
+    enqueued: int = 0,
+    n_trials: int = 8,
+    architectures: Sequence[tuple[float, ...]] = ARCHITECTURES,
+    steps: Sequence[int] = STEPS,
+    heads: Sequence[str] | None = None,
 ) -> optuna.Study:
+    """`heads`: each architecture's head, in a study of the heads space bracketed by head
+    (else every one is DFA, and there are no brackets)."""
     study = optuna.create_study(
         study_name="full", storage=f"sqlite:///{path}", directions=["maximize", "minimize"]
     )
-    config = {"study": {"n_trials": n_trials, "schedule": {"enabled": schedule, "stratify": None}}}
+    stratify = "head" if heads else None
+    config: dict[str, Any] = {
+        "study": {"n_trials": n_trials, "schedule": {"enabled": schedule, "stratify": stratify}}
+    }
+    if heads:
+        config["space"] = compose_option("space", "heads")
     study.set_user_attr("config", config)
-    distributions = {"x": CategoricalDistribution(list(range(len(ARCHITECTURES))))}
-    for index, (gmadds, *mious) in enumerate(ARCHITECTURES):
+    distributions = {"x": CategoricalDistribution(list(range(len(architectures))))}
+    for index, (gmadds, *mious) in enumerate(architectures):
         attrs = {
-            TrialKey.SPEC: {"head": "dfa", "index": index},
-            TrialKey.CURVE: [[step, miou] for step, miou in zip(STEPS, mious, strict=True)],
-            TrialKey.STEPS: 400,
+            TrialKey.SPEC: {"head": heads[index] if heads else "dfa", "index": index},
+            TrialKey.CURVE: [[step, miou] for step, miou in zip(steps, mious, strict=True)],
+            TrialKey.STEPS: steps[-1],
             **({TrialKey.REFERENCE: f"design {index}"} if index < enqueued else {}),
         }
         study.add_trial(create_trial(
@@ -128,3 +149,41 @@ def test_the_command_prints_a_row_per_setting(
     out = capsys.readouterr().out
     assert "| 4 | 25 | 25/100/400 | 8 / 4 / 4 | 1700 (53%) | 3 of 4 | -1.5% |" in out
     assert "| 2 | 25 | " in out and "no evaluation at step 50" in out  # 400/2/2/2 = 50: off
+
+
+# Three heads, one architecture each: (GMAdds, mIoU at 25, 100, 200 and 400 steps). At 25 steps
+# they rank as at 400 (b > a > c) by chance: at 100, c leads and b trails (tau -1).
+HEADS_CURVES = [(1.0, 10, 20, 28, 30), (2.0, 12, 18, 30, 35), (0.5, 8, 22, 24, 25)]
+
+
+def test_the_heads_rank_as_at_the_top_budget_from_the_step_after_the_last_disagreement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = store_full_run(
+        tmp_path / "heads.db", n_trials=3, architectures=HEADS_CURVES,
+        steps=(25, 100, 200, 400), heads=["dfa", "bisenet", "icnet"],
+    )  # fmt: skip
+    run = load_full_run(stored)
+    assert run.stratify == "head"
+    rankings = bracket_rankings(run)
+    assert [r.step for r in rankings] == [25, 100, 200, 400]
+    assert rankings[1].best == {"bisenet": 18.0, "dfa": 20.0, "icnet": 22.0}
+    assert [r.tau for r in rankings] == pytest.approx([1.0, -1.0, 1.0, 1.0])
+    assert settled_step(rankings) == 200
+    monkeypatch.setattr(
+        sys, "argv", ["schedule_replay", "--storage", str(tmp_path / "heads.db"),
+                      "--study-name", "full", "--reduction", "2", "--min-steps", "100"],
+    )  # fmt: skip
+    schedule_replay.main()
+    out = capsys.readouterr().out
+    assert "| 100 | 18.0 | 20.0 | 22.0 | -1.00 |" in out
+    assert "the heads rank as at 400 steps from step 200 on" in out
+
+
+def test_no_brackets_or_too_few_give_no_ranking(tmp_path: Path) -> None:
+    assert bracket_rankings(load_full_run(store_full_run(tmp_path / "one.db"))) == []
+    two = store_full_run(
+        tmp_path / "two.db", n_trials=2, architectures=HEADS_CURVES[:2],
+        steps=(25, 100, 200, 400), heads=["dfa", "bisenet"],
+    )  # fmt: skip
+    assert settled_step(bracket_rankings(load_full_run(two))) is None  # 2 heads: no tau

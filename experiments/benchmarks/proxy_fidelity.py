@@ -7,7 +7,8 @@ Samples N members of a space with a seeded random sampler, after the paper's des
 and B, where the space holds them), trains each from scratch at the short budget (a study's
 proxy) and at the long one, once per seed, with the recipe `experiments.train` composes (the
 demo trainer on the built-in data by default; `dataset=cityscapes trainer=cityscapes` on
-Cityscapes). Prints one row per architecture, then Kendall's tau and Spearman's rho between the
+Cityscapes). Prints one row per architecture (each budget's mIoU: the mean over seeds, ± their
+standard deviation with two seeds or more), then Kendall's tau and Spearman's rho between the
 two rankings of the mean mIoU, the overlap of their top k, and the noise floor at each budget:
 the mean over architectures of the seed-to-seed standard deviation (a difference smaller than
 about twice it is not a difference). The table is also written as Markdown under outputs/.
@@ -82,6 +83,12 @@ def noise_floor(mious_by_arch: Sequence[Sequence[float]]) -> float:
     return statistics.fmean(stds) if stds else float("nan")
 
 
+def _mean_and_spread(values: Sequence[float]) -> str:
+    """A table cell: the mean over seeds, with their standard deviation when there are two."""
+    mean = statistics.fmean(values)
+    return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(
         prog="python -m experiments.benchmarks.proxy_fidelity", description=__doc__
@@ -115,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [100 * bench.score(spec, config, seed)[0].miou for seed in args.seeds]
             )
         gmadds = count_madds(spec.replace(input_size=bench.input_size), bench.num_classes).gmadds
-        cells = [statistics.fmean(mious[budget][-1]) for budget in budgets]
-        rows.append(f"| {label} | {gmadds:.3f} | {cells[0]:.2f} | {cells[1]:.2f} |")
+        cells = [_mean_and_spread(mious[budget][-1]) for budget in budgets]
+        rows.append(f"| {label} | {gmadds:.3f} | {cells[0]} | {cells[1]} |")
         print(rows[-1], flush=True)
     means = {budget: [statistics.fmean(v) for v in values] for budget, values in mious.items()}
     agreement = rank_agreement(means["short"], means["long"], args.top_k)

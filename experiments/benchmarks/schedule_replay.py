@@ -12,14 +12,18 @@ same architectures: exact where the schedule run would draw them in the same ord
 sampler, as `schedule_savings` uses; TPE and NSGA-II learn from the rungs and draw others).
 Prints, per setting, the trials at each rung, the training steps against the full run's, which
 of the full run's front trials the replayed front (drawn from the top rung) keeps, and its
-hypervolume at the full run's mIoU. One full run then chooses a schedule in seconds,
-with no training: the demo's is `schedule_savings --storage PATH trainer.eval_every=25`'s
-first run (study `savings-0`).
+hypervolume at the full run's mIoU; for a run with brackets (the heads), each bracket's best
+mIoU at every evaluated step and the step from which they rank as at the top budget: where the
+top rung must be for the heads to be compared fairly (measured inside the full run's learning-
+rate schedule; a recipe that ends at that step has decayed sooner). One full run then chooses
+a schedule in seconds, with no training: the demo's is `schedule_savings --storage PATH
+trainer.eval_every=25`'s first run (study `savings-0`).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
@@ -34,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from analysis.hypervolume import hypervolume
 from analysis.pareto import non_dominated
 from analysis.record import StudyKey, TrialKey
+from analysis.stats import kendall_tau
 from experiments.study.driver import varied_gene
 from experiments.study.schedule import Schedule, ScheduleConfig, first_front
 from search_space.cli import CommandParser
@@ -248,6 +254,70 @@ def _volume(run: FullRun, indices: set[int]) -> float:
     return hypervolume(points, reference, maximize)
 
 
+# ----------------------------------------------------- the brackets' ranking by budget
+@dataclass(frozen=True)
+class BracketRanking:
+    """At one step of the full run: each bracket's best mIoU, and how alike that ranks the
+    brackets to the top budget (Kendall's tau)."""
+
+    step: int
+    best: dict[str, float]  # bracket (the gene's value, as text) -> its best mIoU there
+    tau: float
+
+
+def bracket_rankings(run: FullRun) -> list[BracketRanking]:
+    """For a run with brackets (the heads), the brackets' ranking at every step at which every
+    architecture was evaluated. The heads are compared at the top rung the schedule carries
+    each head's best to, so that rung must be a budget from which they rank as at the top:
+    on the demo's data, heads learn at different speeds (RESULTS.md)."""
+    if run.stratify is None:
+        return []
+    brackets = [str(genes.get(run.stratify)) for genes in run.genes]
+    names = sorted(set(brackets))
+    steps = sorted(set.intersection(*(set(curve) for curve in run.curves)))
+
+    def best(step: int) -> dict[str, float]:
+        return {
+            name: max(c[step] for c, b in zip(run.curves, brackets, strict=True) if b == name)
+            for name in names
+        }
+
+    top = pd.Series(best(run.top))
+    return [
+        BracketRanking(step, at, kendall_tau(pd.Series(at)[top.index], top))
+        for step, at in ((step, best(step)) for step in steps)
+    ]
+
+
+def settled_step(rankings: Sequence[BracketRanking]) -> int | None:
+    """The first step from which every later evaluation ranks the brackets in the top
+    budget's order (tau 1), or None when fewer than 3 brackets give no ranking to compare."""
+    if not rankings or math.isnan(rankings[-1].tau):
+        return None
+    settled = rankings[-1].step
+    for ranking in reversed(rankings):
+        if ranking.tau < 1.0 - 1e-9:
+            break
+        settled = ranking.step
+    return settled
+
+
+def _print_bracket_rankings(run: FullRun) -> None:
+    rankings = bracket_rankings(run)
+    settled = settled_step(rankings)
+    if settled is None:
+        return
+    names = list(rankings[0].best)
+    print(f"\neach {run.stratify}'s best mIoU by step, and Kendall's tau of their ranking "
+          f"against {run.top} steps:")  # fmt: skip
+    print(f"| steps | {' | '.join(names)} | tau |\n|---|{'---|' * len(names)}---|")
+    for ranking in rankings:
+        cells = " | ".join(f"{ranking.best[name]:.1f}" for name in names)
+        print(f"| {ranking.step} | {cells} | {ranking.tau:.2f} |")
+    print(f"the {run.stratify}s rank as at {run.top} steps from step {settled} on: a schedule "
+          f"comparing them needs its top rung at {settled} steps or more")  # fmt: skip
+
+
 def main() -> None:
     parser = CommandParser(
         prog="python -m experiments.benchmarks.schedule_replay", description=__doc__
@@ -280,6 +350,7 @@ def main() -> None:
             f"{' / '.join(map(str, outcome.counts))} | {outcome.steps} ({outcome.share:.0%}) | "
             f"{outcome.kept} of {outcome.front} | {outcome.hypervolume_ratio - 1:+.1%} |"
         )
+    _print_bracket_rankings(run)
 
 
 if __name__ == "__main__":
