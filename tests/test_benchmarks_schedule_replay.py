@@ -17,6 +17,7 @@ from optuna.trial import TrialState, create_trial
 from analysis.record import TrialKey
 from experiments.benchmarks import schedule_replay
 from experiments.benchmarks.schedule_replay import (
+    BracketRanking,
     bracket_rankings,
     load_full_run,
     replay,
@@ -187,3 +188,11 @@ def test_no_brackets_or_too_few_give_no_ranking(tmp_path: Path) -> None:
         steps=(25, 100, 200, 400), heads=["dfa", "bisenet"],
     )  # fmt: skip
     assert settled_step(bracket_rankings(load_full_run(two))) is None  # 2 heads: no tau
+
+
+def test_a_step_with_tied_heads_is_not_agreement() -> None:
+    def at(step: int, tau: float) -> BracketRanking:
+        return BracketRanking(step, {}, tau)
+
+    assert settled_step([at(25, 1.0), at(50, float("nan")), at(100, 1.0)]) == 100
+    assert settled_step([at(25, 1.0), at(50, 0.33), at(100, 1.0), at(400, 1.0)]) == 100

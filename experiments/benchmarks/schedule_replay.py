@@ -291,12 +291,13 @@ def bracket_rankings(run: FullRun) -> list[BracketRanking]:
 
 def settled_step(rankings: Sequence[BracketRanking]) -> int | None:
     """The first step from which every later evaluation ranks the brackets in the top
-    budget's order (tau 1), or None when fewer than 3 brackets give no ranking to compare."""
+    budget's order (tau 1), or None when fewer than 3 brackets give no ranking to compare.
+    A step with no ranking (tied brackets: tau NaN) is not agreement."""
     if not rankings or math.isnan(rankings[-1].tau):
         return None
     settled = rankings[-1].step
     for ranking in reversed(rankings):
-        if ranking.tau < 1.0 - 1e-9:
+        if not ranking.tau >= 1.0 - 1e-9:
             break
         settled = ranking.step
     return settled
