@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.benchmarks.proxy_fidelity import main, noise_floor, rank_agreement
+from experiments.benchmarks.scoring import TrainingProgress
 from tests.support import INPUT_SIZE, SMALL
 
 
@@ -24,6 +25,21 @@ def test_rank_agreement_by_hand() -> None:
 def test_noise_floor_is_the_mean_seed_std() -> None:
     assert noise_floor([[1.0, 3.0], [2.0, 2.0]]) == pytest.approx(math.sqrt(2) / 2)
     assert math.isnan(noise_floor([[1.0], [2.0]]))
+
+
+def test_progress_counts_steps_so_that_mixed_budgets_get_an_honest_eta(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    progress = TrainingProgress(total_steps=500)
+    progress.record("dfanet_a, seed 0", steps=100, seconds=40.0, miou=0.1468)
+    progress.record("dfanet_a, seed 0", steps=400, seconds=160.0, miou=0.3271)
+    first, second = capsys.readouterr().err.splitlines()
+    # 100 steps in 40 s: 2.5 steps/s, so the 400 left take 160 s.
+    assert first == (
+        "[100/500 steps] dfanet_a, seed 0: 14.68 mIoU after 100 steps in 40 s; "
+        "2.50 steps/s, about 2.7 min left"
+    )
+    assert second.startswith("[500/500 steps]") and second.endswith("about 0.0 min left")
 
 
 @pytest.mark.slow
@@ -48,4 +64,9 @@ def test_a_tiny_run_prints_the_table_and_the_agreement(
     assert all(row.count(" ± ") == 2 for row in rows[1:])
     assert "Kendall's tau" in text and "top-2 overlap" in text and "over 4 architectures" in text
     assert "noise floor" in text and "nan" not in text.split("noise floor")[1]
-    assert "saved" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "saved" in printed.out
+    # A progress line per training: 4 architectures, 2 seeds, 2 budgets; 4 x 2 x (2 + 4) steps.
+    lines = printed.err.splitlines()
+    assert len([line for line in lines if " mIoU after " in line]) == 16
+    assert lines[-1].startswith("[48/48 steps] random 1, seed 1: ")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cityscapesscripts.helpers.labels import name2label
 
-from experiments.benchmarks.scoring import Bench
+from experiments.benchmarks.scoring import Bench, TrainingProgress
 from search_space.cli import CommandParser
 from search_space.cost import count_madds
 from search_space.registry import get_arch
@@ -42,11 +42,12 @@ def main() -> None:
         "| thin-class IoU | train s |",
         "|---|---|---|---|---|---|",
     ]
+    progress = TrainingProgress(len(args.archs) * len(args.seeds) * config.steps)
     for name in args.archs:
         spec = get_arch(name).replace(input_size=size)
         mious, thin, seconds = [], [], []
         for seed in args.seeds:
-            scores, elapsed = bench.score(spec, config, seed)
+            scores, elapsed = bench.score(spec, config, seed, progress, name)
             seconds.append(elapsed)
             mious.append(100 * scores.miou)
             thin.append(100 * statistics.fmean(scores.per_class_iou[i] for i in THIN_TRAIN_IDS))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from analysis.load import DEFAULT_STORAGE, HEAD, finished, load_study, load_trials
 from analysis.record import GMADDS, MIOU, TrialKey
 from experiments.benchmarks.proxy_fidelity import rank_agreement
-from experiments.benchmarks.scoring import Bench
+from experiments.benchmarks.scoring import Bench, TrainingProgress
 from search_space.cli import CommandParser
 from search_space.spec import ArchSpec
 
@@ -46,11 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"| head | trial | GMAdds | mIoU in the study ({int(best[TrialKey.STEPS].max())} steps)"
           f" | mIoU, {args.long} steps |\n|---|---|---|---|---|")  # fmt: skip
     longer = []
+    progress = TrainingProgress(len(best) * len(args.seeds) * args.long)
     for _, row in best.iterrows():
         spec = ArchSpec.from_dict(stored[int(row["number"])].user_attrs[TrialKey.SPEC])
-        longer.append(
-            statistics.fmean(100 * bench.score(spec, config, seed)[0].miou for seed in args.seeds)
-        )
+        label = f"{row[HEAD]} #{int(row['number'])}"
+        longer.append(statistics.fmean(
+            100 * bench.score(spec, config, seed, progress, label)[0].miou for seed in args.seeds
+        ))  # fmt: skip
         print(f"| {row[HEAD]} | #{int(row['number'])} | {row[GMADDS]:.3f} | {row[MIOU]:.2f} | "
               f"{longer[-1]:.2f} |", flush=True)  # fmt: skip
     agreement = rank_agreement(list(best[MIOU]), longer, top_k=1)

@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 from scipy import stats
 
-from experiments.benchmarks.scoring import Bench
+from experiments.benchmarks.scoring import Bench, TrainingProgress
 from experiments.config import compose_option
 from search_space.cli import CommandParser
 from search_space.cost import count_madds
@@ -116,11 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     mious: dict[str, list[list[float]]] = {"short": [], "long": []}
-    for label, spec in sample_members(space, args.archs, args.sampler_seed):
+    members = sample_members(space, args.archs, args.sampler_seed)
+    progress = TrainingProgress(len(members) * len(args.seeds) * (args.short + args.long))
+    for label, spec in members:
         for budget, config in budgets.items():
-            mious[budget].append(
-                [100 * bench.score(spec, config, seed)[0].miou for seed in args.seeds]
-            )
+            mious[budget].append([
+                100 * bench.score(spec, config, seed, progress, label)[0].miou
+                for seed in args.seeds
+            ])  # fmt: skip
         gmadds = count_madds(spec.replace(input_size=bench.input_size), bench.num_classes).gmadds
         cells = [_mean_and_spread(mious[budget][-1]) for budget in budgets]
         rows.append(f"| {label} | {gmadds:.3f} | {cells[0]} | {cells[1]} |")

