@@ -271,6 +271,7 @@ def test_report_has_the_schedule_section(report: Path, df: pd.DataFrame) -> None
     assert len(pd.read_csv(out / "lineages.csv")) == 8
     # The heads are compared at 400 steps, which rank the heads on this data.
     assert "rung 2, 400 steps" in text and "known not to rank" not in text
+    assert "from 175 steps on (RESULTS.md), so 400 steps rank them" in text
     assert "| promoted | 7 |" in text and "| stopped | 5 |" in text
 
 
