@@ -19,6 +19,7 @@ from analysis.record import StudyKey, TrialKey
 from experiments.benchmarks import schedule_sizing
 from experiments.config import compose_config
 from experiments.study.driver import prepare
+from experiments.study.progress import count_trials, progress_line
 from experiments.study.schedule import (
     Schedule,
     ScheduleConfig,
@@ -112,6 +113,51 @@ def test_a_promotion_is_taken_once(tmp_path: Path) -> None:
     add(study, 2, 1.0)
     promotion = schedule().next_promotion(study.get_trials(), sampling_done=False)
     assert promotion is not None and promotion.parent.number == best
+
+
+def test_the_steps_left_count_each_rungs_floor_less_the_promotions_made(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    heads3 = Schedule((20, 60, 180), 3, "head", DIRECTIONS)
+    # Five architectures of two heads at rung 0, five more to come: the first rung will hold
+    # 10, so rung 1 takes at least max(2 heads, 10 // 3) = 3 and rung 2 max(2, 3 // 3) = 2.
+    for m, head in [(10, "dfa"), (12, "dfa"), (9, "icnet"), (11, "icnet"), (8, "icnet")]:
+        add(study, m, 0.1, head=head)
+    # A duplicate and an infeasible trial trained nothing and hold no rung.
+    add(study, 12, 0.1, **{TrialKey.DUPLICATE_OF: 1})
+    add(study, 0, 0.0, **{TrialKey.INFEASIBLE: True})
+    assert heads3.least_steps_left(study.get_trials(), 5) == 5 * 20 + 3 * 40 + 2 * 120
+    # One promotion to rung 1 made; a running one is not made yet.
+    add(study, 20, 0.1, rung=1, head="dfa", **{TrialKey.PROMOTED_FROM: 1})
+    add(study, 0, 0.1, rung=1, state=TrialState.RUNNING, **{TrialKey.PROMOTED_FROM: 3})
+    assert heads3.least_steps_left(study.get_trials(), 5) == 5 * 20 + 2 * 40 + 2 * 120
+    # With no architecture to come, the first rung holds its 5: rung 1 takes max(2, 5 // 3).
+    assert heads3.least_steps_left(study.get_trials(), 0) == 1 * 40 + 2 * 120
+    # More promotions than the floor (a closed rung's front): the rung above counts from them.
+    for number in (0, 2, 4):
+        add(study, 15, 0.1, rung=1, head="icnet", **{TrialKey.PROMOTED_FROM: number})
+    assert heads3.least_steps_left(study.get_trials(), 5) == 5 * 20 + max(2, 4 // 3) * 120
+    # Without brackets the floor is the top third alone, and at least one.
+    one = Schedule((20, 60, 180), 3, None, DIRECTIONS)
+    assert one.least_steps_left([], 2) == 2 * 20 + 1 * 40 + 1 * 120
+
+
+def test_a_scheduled_studys_eta_is_in_steps_at_this_commands_rate(tmp_path: Path) -> None:
+    study = stored_study(tmp_path)
+    at_start = count_trials(study)
+    # 4 architectures: rung 0 of 20 steps, one promoted on to 60 (it resumed at step 20).
+    for m in (10, 12, 9, 11):
+        add(study, m, 0.1, **{TrialKey.STEPS: 20, TrialKey.RESUMED_FROM_STEP: 0})
+    add(study, 20, 0.1, rung=1, **{TrialKey.PROMOTED_FROM: 1, TrialKey.STEPS: 60,
+                                   TrialKey.RESUMED_FROM_STEP: 20})  # fmt: skip
+    counts = count_trials(study)
+    assert counts.trained_steps == 4 * 20 + 40
+    started = time.monotonic() - 60.0  # 120 steps in 60 s: 0.5 s a step
+    line = progress_line(counts, 4, started, at_start, steps_left=300)
+    assert line.endswith("ETA ~150s")
+    # The target's architectures are done, so an ETA in architectures would say 0s.
+    assert progress_line(counts, 4, started, at_start).endswith("ETA 0s")
+    # Nothing trained by this command yet: no rate to go by.
+    assert progress_line(counts, 4, started, counts, steps_left=300).endswith("ETA ?")
 
 
 def test_a_failed_promotion_is_not_chosen_again(tmp_path: Path) -> None:

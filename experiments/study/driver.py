@@ -49,7 +49,7 @@ from experiments.study.interrupts import (
     raise_if_interrupted,
     stop_on_signals,
 )
-from experiments.study.progress import count_trials, progress_line
+from experiments.study.progress import count_trials, study_progress_line
 from experiments.study.proposers import AblationProposer, Proposer, SpaceProposer
 from experiments.study.samplers import make_sampler
 from experiments.study.schedule import Schedule
@@ -311,8 +311,8 @@ def run_worker(
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if report_progress:
-            counts = count_trials(study)
-            print(progress_line(counts, settings.n_trials, started, at_start.finished), flush=True)
+            line = study_progress_line(study, settings.n_trials, started, at_start, setup.schedule)
+            print(line, flush=True)
 
     repeats, heartbeats = 0, config["storage"]["kind"] == "rdb"
     while True:
@@ -429,14 +429,14 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
                 with contextlib.suppress(ProcessLookupError):  # it has just exited
                     os.kill(process.pid, signum)
 
-    started, at_start, last = time.monotonic(), count_trials(study).finished, None
+    started, at_start, last = time.monotonic(), count_trials(study), None
     for process in workers:
         process.start()
     # Entered once every worker has a pid: a signal during the starts is passed on here.
     with forwarding(forward):
         while any(process.is_alive() for process in workers):
             time.sleep(1.0)
-            line = progress_line(count_trials(study), settings.n_trials, started, at_start)
+            line = study_progress_line(study, settings.n_trials, started, at_start, setup.schedule)
             if line.split("|")[:9] != (last or "").split("|")[:9]:  # counts, not times
                 print(line, flush=True)
                 last = line

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.pareto import non_dominated
 from analysis.record import TrialKey
+from experiments.study.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,12 @@ class Counts:
     waiting: int
     front: int
     finished: int  # toward the target: architectures (a duplicate or promotion is no new one)
+    trained_steps: int  # by the finished trials, each from the step it resumed at
 
 
-def count_trials(study: optuna.Study) -> Counts:
-    trials = study.get_trials(deepcopy=False)
+def count_trials(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> Counts:
+    """The counts of `trials` (default: the study's, read now)."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     states = [t.state for t in trials]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     duplicates = [t for t in complete if TrialKey.DUPLICATE_OF in t.user_attrs]
@@ -56,7 +59,19 @@ def count_trials(study: optuna.Study) -> Counts:
         waiting=states.count(TrialState.WAITING),
         front=front_size(complete, study.directions),
         finished=sum(map(is_finished_architecture, trials)),
+        trained_steps=sum(map(steps_trained, trials)),
     )
+
+
+def steps_trained(trial: FrozenTrial) -> int:
+    """The training steps a finished trial ran itself: none for a duplicate (a copy of another
+    trial's result) or an infeasible one; a promotion's from the step it resumed at."""
+    attrs = trial.user_attrs
+    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+        return 0
+    if TrialKey.DUPLICATE_OF in attrs or attrs.get(TrialKey.INFEASIBLE):
+        return 0
+    return int(attrs.get(TrialKey.STEPS, 0)) - int(attrs.get(TrialKey.RESUMED_FROM_STEP, 0))
 
 
 def is_finished_architecture(trial: FrozenTrial) -> bool:
@@ -87,11 +102,32 @@ def front_size(complete: list[FrozenTrial], directions: list[StudyDirection]) ->
     return int(non_dominated(np.array(values, dtype=float), maximize).sum())
 
 
-def progress_line(counts: Counts, target: int, started: float, finished_at_start: int) -> str:
+def study_progress_line(
+    study: optuna.Study, target: int, started: float, at_start: Counts, schedule: Schedule | None
+) -> str:
+    """The progress line of `study` now (`started`: this command's start, `at_start`: the
+    counts then)."""
+    trials = study.get_trials(deepcopy=False)
+    counts = count_trials(study, trials)
+    left = max(0, target - counts.finished)
+    steps_left = None if schedule is None else schedule.least_steps_left(trials, left)
+    return progress_line(counts, target, started, at_start, steps_left)
+
+
+def progress_line(
+    counts: Counts, target: int, started: float, at_start: Counts, steps_left: int | None = None
+) -> str:
+    """Under a multi-fidelity schedule (`steps_left`: the least its rule still trains) the ETA
+    is in training steps at this command's rate so far, since its promotions, most of the
+    work, come after the new architectures; without one it is in architectures."""
     elapsed = time.monotonic() - started
-    done_here = counts.finished - finished_at_start
-    remaining = max(0, target - counts.finished)
-    eta = f"{elapsed / done_here * remaining:.0f}s" if done_here else "?"
+    if steps_left is None:
+        done_here = counts.finished - at_start.finished
+        remaining = max(0, target - counts.finished)
+        eta = f"{elapsed / done_here * remaining:.0f}s" if done_here else "?"
+    else:
+        trained_here = counts.trained_steps - at_start.trained_steps
+        eta = f"~{elapsed / trained_here * steps_left:.0f}s" if trained_here else "?"
     return (
         f"[study] finished {counts.finished}/{target} | feasible "
         f"{counts.complete - counts.infeasible - counts.duplicates - counts.promotions} | "

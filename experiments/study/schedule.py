@@ -146,6 +146,24 @@ class Schedule:
             closed += 1
         return closed
 
+    def least_steps_left(self, trials: Sequence[FrozenTrial], architectures_left: int) -> int:
+        """A floor on the training steps the rule still spends: the first rung of the
+        architectures not yet finished, then at every rung above the promotions its floor asks
+        of the rung below (the top 1/reduction, at least each bracket's best), less those
+        already made. A closed rung's front, when wider than that, adds more. What a progress
+        line's ETA can say once the new architectures are done and the promotions remain."""
+        reached = [_completed_rung(t) for t in trials]
+        first = [t for t, rung in zip(trials, reached, strict=True) if rung == 0]
+        brackets = len(_strata(first, self.stratify)) if self.stratify is not None else 1
+        holding = reached.count(0) + architectures_left  # what the first rung will hold
+        left = architectures_left * self.rungs[0]
+        for rung in range(1, len(self.rungs)):
+            floor = min(holding, max(brackets, holding // self.reduction))
+            made = reached.count(rung)
+            left += max(0, floor - made) * (self.rungs[rung] - self.rungs[rung - 1])
+            holding = max(floor, made)
+        return left
+
     def promotable(
         self, trials: Sequence[FrozenTrial], rung: int, *, closed: bool
     ) -> list[FrozenTrial]:
