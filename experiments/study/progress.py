@@ -59,13 +59,14 @@ def count_trials(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
         waiting=states.count(TrialState.WAITING),
         front=front_size(complete, study.directions),
         finished=sum(map(is_finished_architecture, trials)),
-        trained_steps=sum(map(steps_trained, trials)),
+        trained_steps=sum(map(steps_run, trials)),
     )
 
 
-def steps_trained(trial: FrozenTrial) -> int:
+def steps_run(trial: FrozenTrial) -> int:
     """The training steps a finished trial ran itself: none for a duplicate (a copy of another
-    trial's result) or an infeasible one; a promotion's from the step it resumed at."""
+    trial's result) or an infeasible one; a promotion's from the step it resumed at. (What
+    `analysis.rungs.steps_trained` sums over a stored study's frame, for one live trial.)"""
     attrs = trial.user_attrs
     if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
         return 0
