@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The PostgreSQL server binaries the tests start a throwaway server from (experiments/benchmarks/postgres_server.py):
+# The PostgreSQL server binaries the tests start a throwaway server from (workbench/postgres_server.py):
 # installed from Debian's `postgresql` package when missing, so a second run costs nothing.
 # Debian's package also creates a `main` cluster; where services may start it listens on 5432,
 # which the tests never use (they pick a free port), so it is left alone.

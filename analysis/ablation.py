@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis.load import finished
-from analysis.record import GMADDS, MIOU, TrialKey
+from workbench.record import GMADDS, MIOU, TrialKey
 
 COLUMNS = (
     "variant", "seeds", "mIoU mean", "mIoU std", "CI low", "CI high", "GMAdds", "params M",

@@ -38,13 +38,13 @@ from analysis.load import (
     load_trials,
 )
 from analysis.pareto import pareto_front
-from analysis.record import GMADDS, MIOU, TrialKey
-from analysis.secrets import mask_secrets
 from search_space.arch_source import resolve_arch
 from search_space.checkpoint import load_checkpoint
-from search_space.cli import CommandParser, boolean, size
 from search_space.model import SegmentationNet, build
 from search_space.spec import ArchSpec
+from workbench.cli import CommandParser, boolean, size
+from workbench.record import GMADDS, MIOU, TrialKey
+from workbench.secrets import mask_secrets
 
 FRONT = "front"
 

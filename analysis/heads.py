@@ -12,8 +12,8 @@ import pandas as pd
 
 from analysis.ablation import ablation_table
 from analysis.load import HEAD, finished, load_trials
-from analysis.record import GMADDS, KIND_ABLATION, MIOU, StudyKey
 from analysis.rungs import TAU, first_to_top, rung_steps, top_rung
+from workbench.record import GMADDS, KIND_ABLATION, MIOU, StudyKey
 
 # What is known of the proxy's fidelity across heads on the built-in data: 80 training steps
 # rank the four heads' references on Backbone A unlike 400 steps (Kendall's tau 0.33; RESULTS.md,

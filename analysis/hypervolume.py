@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.load import Objective, finished, frame_objectives
 from analysis.pareto import as_losses, non_dominated
-from analysis.record import GMADDS, MIOU, StudyKey
+from workbench.record import GMADDS, MIOU, StudyKey
 
 # How far beyond the worst observed value a data-derived reference sits, as a fraction of that
 # value's magnitude: the worst point of the front then still spans a box and counts.

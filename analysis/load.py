@@ -37,7 +37,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from analysis.record import (
+from workbench.record import (
     GMADDS,
     MIOU,
     STATUS_DUPLICATE,
@@ -52,8 +52,8 @@ from analysis.record import (
     StudyKey,
     TrialKey,
 )
-from analysis.secrets import mask_secrets
-from analysis.storage import open_rdb_storage
+from workbench.secrets import mask_secrets
+from workbench.storage import open_rdb_storage
 
 HEAD = "head"
 RUNG = TrialKey.RUNG
@@ -95,7 +95,7 @@ class StudyNotFoundError(LookupError):
 def open_storage(location: str) -> BaseStorage:
     """An SQLAlchemy URL (`sqlite:///outputs/studies.db`, `postgresql://...`) or the path of an
     Optuna journal file (`outputs/studies.journal`); a URL that cannot be opened raises
-    `analysis.storage.StorageError`."""
+    `workbench.storage.StorageError`."""
     if "://" not in location:
         path = Path(location)
         if not path.is_file():

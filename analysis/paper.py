@@ -15,14 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import document as doc
-from analysis.files import write_csv, write_text
 from analysis.plots import published_figure, save_figure
-from analysis.published import comparable_published, published_front
+from analysis.published_front import comparable_published, published_front
 from analysis.tables import number
-from search_space.cli import CommandParser
 from search_space.cost import count_madds
 from search_space.published import PublishedResult, find_published
 from search_space.registry import arch_names, reference
+from workbench.cli import CommandParser
+from workbench.files import write_csv, write_text
 
 
 def madds_comparison() -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Objective, finished, frame_objectives
-from analysis.record import GMADDS
+from workbench.record import GMADDS
 
 
 def as_losses(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:

@@ -23,13 +23,16 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
-from analysis.files import write_atomically
 from analysis.hypervolume import ReferencePoint
 from analysis.importance import Importance
 from analysis.load import HEAD, Objective, finished
 from analysis.pareto import non_dominated
-from analysis.published import published_front
-from analysis.record import (
+from analysis.published_front import published_front
+from analysis.rungs import RESULTS, lineages, rung_steps, top_rung
+from analysis.stats import madds_latency_agreement
+from search_space.published import PublishedResult
+from workbench.files import write_atomically
+from workbench.record import (
     GMADDS,
     LATENCY,
     MIOU,
@@ -37,9 +40,6 @@ from analysis.record import (
     STATUS_INFEASIBLE,
     TrialKey,
 )
-from analysis.rungs import RESULTS, lineages, rung_steps, top_rung
-from analysis.stats import madds_latency_agreement
-from search_space.published import PublishedResult
 
 HEAD_STYLES: dict[str, tuple[str, str]] = {
     "dfa": ("o", "tab:blue"),
@@ -294,8 +294,8 @@ def published_figure(rows: Sequence[PublishedResult]) -> Figure:
 
 
 def retrain_figure(table: pd.DataFrame, *, title: str, proxy_label: str) -> Figure:
-    """A retraining (`analysis.retrain.retrain_table`): each trial's proxy mIoU (hollow) joined
-    to its retrained mean (filled, 95% interval over seeds), against GMAdds; the retrained
+    """A retraining (`analysis.retrain_verdict.retrain_table`): each trial's proxy mIoU (hollow)
+    joined to its retrained mean (filled, 95% interval over seeds), against GMAdds; the retrained
     front as a step line. Two axes: the proxy and the full recipe differ in scale, so each is
     read against its own."""
     figure = Figure(figsize=(8.0, 5.5), layout="constrained")

@@ -6,7 +6,7 @@
 `storage` is an SQLAlchemy URL (default `sqlite:///outputs/studies.db`) or the path of an
 Optuna journal file; `out` defaults to `outputs/reports/NAME`; `reference` is the hypervolume's
 reference point, one value per objective in the study's order (default: see
-`hypervolume.default_reference`). The options are also `--study NAME` etc. (`search_space.cli`);
+`hypervolume.default_reference`). The options are also `--study NAME` etc. (`workbench.cli`);
 the command is not a Hydra app: conf/ has a `study` group that `study=` would select.
 
 A study with no feasible finished trial has no front, hypervolume or importance to report:
@@ -31,7 +31,6 @@ from matplotlib.figure import Figure
 from analysis import document as doc
 from analysis import plots
 from analysis.ablation import ablation_figure, ablation_table
-from analysis.files import write_csv, write_text
 from analysis.heads import heads_ablation_spread, heads_verdict
 from analysis.hypervolume import (
     ReferencePoint,
@@ -51,19 +50,8 @@ from analysis.load import (
     study_names,
 )
 from analysis.pareto import pareto_front
-from analysis.published import comparable_published
-from analysis.record import (
-    GMADDS,
-    KIND_ABLATION,
-    LATENCY,
-    MIOU,
-    STATUS_FAILED,
-    STATUS_FINISHED,
-    STATUS_PRUNED,
-    StudyKey,
-    TrialKey,
-)
-from analysis.retrain import linked_retrainings, retrain_table, verdict
+from analysis.published_front import comparable_published
+from analysis.retrain_verdict import linked_retrainings, retrain_table, verdict
 from analysis.rungs import (
     RHO,
     TAU,
@@ -75,9 +63,7 @@ from analysis.rungs import (
     steps_spent,
     top_rung,
 )
-from analysis.secrets import mask_secrets
 from analysis.stats import madds_latency_agreement
-from analysis.storage import StorageError
 from analysis.tables import (
     EMPTY,
     best_per_head,
@@ -91,7 +77,21 @@ from analysis.tables import (
     reference_table,
     scheduled_frame,
 )
-from search_space.cli import CommandParser
+from workbench.cli import CommandParser
+from workbench.files import write_csv, write_text
+from workbench.record import (
+    GMADDS,
+    KIND_ABLATION,
+    LATENCY,
+    MIOU,
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_PRUNED,
+    StudyKey,
+    TrialKey,
+)
+from workbench.secrets import mask_secrets
+from workbench.storage import StorageError
 
 # Genes the terminal table shows: the ones that set a network's size at a glance.
 TERMINAL_GENES = (HEAD, "towers", "widths")
@@ -337,7 +337,7 @@ def _agreement_text(df: pd.DataFrame) -> str:
     caveat = (
         " The sample is the promoted trials only, biased towards the architectures that did "
         "well at the lower rung: a correlation over that narrowed range is not the proxy's "
-        "agreement over the whole space (`python -m experiments.benchmarks.proxy_fidelity` "
+        "agreement over the whole space (`python -m experiments.research.proxy_fidelity` "
         "measures that on chosen architectures)."
     )
     if row is None:

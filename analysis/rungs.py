@@ -16,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from analysis.load import HEAD, RUNG
-from analysis.record import (
+from analysis.stats import MIN_PAIRS, kendall_tau, spearman
+from analysis.tables import present
+from workbench.record import (
     GMADDS,
     MIOU,
     STATUS_FINISHED,
@@ -25,8 +27,6 @@ from analysis.record import (
     StudyKey,
     TrialKey,
 )
-from analysis.stats import MIN_PAIRS, kendall_tau, spearman
-from analysis.tables import present
 
 LINEAGE_STATUSES = (STATUS_FINISHED, STATUS_PROMOTED, STATUS_STOPPED)
 RESULTS = "results"  # a lineage's [[rung, steps, mIoU], ...], by rung

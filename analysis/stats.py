@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.load import finished
-from analysis.record import GMADDS, LATENCY
+from workbench.record import GMADDS, LATENCY
 
 # Below this many pairs a rank correlation says nothing (two points are always in order).
 MIN_PAIRS = 3

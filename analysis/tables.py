@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from analysis.load import HEAD, finished, frame_objectives
-from analysis.record import (
+from search_space.spec import HEAD_GENES, HEADS, gene_names
+from workbench.record import (
     GMADDS,
     LATENCY,
     MIOU,
@@ -25,7 +26,6 @@ from analysis.record import (
     StudyKey,
     TrialKey,
 )
-from search_space.spec import HEAD_GENES, HEADS, gene_names
 
 STATUS_ORDER = (
     STATUS_FINISHED,

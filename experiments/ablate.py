@@ -12,7 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from experiments.study.driver import run_command
+from experiments.study.command import run_command
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="ablate")

@@ -27,8 +27,8 @@ from experiments.data.from_config import dataset_root
 from experiments.training.evaluation import eval_loader, evaluate, prediction_writer
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import init_runtime
-from search_space.arch_source import parse_size
 from search_space.checkpoint import load_checkpoint
+from workbench.cli import parse_size
 
 
 def score_checkpoint(

@@ -39,13 +39,13 @@ from analysis.load import (
     load_trials,
 )
 from analysis.pareto import pareto_front
-from analysis.record import GMADDS, MIOU, StudyKey, TrialKey
 from analysis.report import write_report
-from analysis.retrain import retrain_study_name, variant_label
-from analysis.secrets import mask_secrets
+from analysis.retrain_verdict import retrain_study_name, variant_label
 from experiments.config import CONFIG_ERRORS, compose_config
-from experiments.study.driver import run_and_report
-from search_space.cli import CommandParser
+from experiments.study.command import run_and_report
+from workbench.cli import CommandParser
+from workbench.record import GMADDS, MIOU, StudyKey, TrialKey
+from workbench.secrets import mask_secrets
 
 # The full recipe of each dataset: what its search's proxy stands in for.
 FULL_RECIPES = {"synthetic": "demo", "cityscapes": "cityscapes"}

@@ -23,11 +23,12 @@ from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
 from experiments.data.from_config import build_datasets
 from experiments.training.runtime import environment_facts, init_runtime, seed_everything
 from experiments.training.trainer import Trainer, TrainerConfig
-from search_space.arch_source import parse_size, resolve_arch
+from search_space.arch_source import resolve_arch
 from search_space.cost import count_cost
 from search_space.model import build
 from search_space.pretrained import load_backbone
 from search_space.spec import ArchSpec
+from workbench.cli import parse_size
 
 log = logging.getLogger("experiments.train")
 

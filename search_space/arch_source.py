@@ -27,24 +27,6 @@ def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
     return genes
 
 
-def parse_size(value: str | Sequence[int]) -> tuple[int, int]:
-    """An input size, spelled `HxW` everywhere a user types one (`512x1024`); the `[H, W]`
-    lists that YAML files hold are read too. Returns (H, W)."""
-    if isinstance(value, str):
-        height, separator, width = value.lower().partition("x")
-        if separator and height.strip().isdigit() and width.strip().isdigit():
-            size = int(height), int(width)
-            if min(size) > 0:
-                return size
-    elif isinstance(value, Sequence) and len(value) == 2 and all(map(_is_side, value)):
-        return int(value[0]), int(value[1])
-    raise ValueError(f"expected an input size as HxW (e.g. 512x1024), got {value!r}")
-
-
-def _is_side(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def resolve_arch(source: str, overrides: Mapping[str, Any] | None = None) -> ArchSpec:
     if source in arch_names():
         spec = get_arch(source)

@@ -11,8 +11,8 @@ The deployed copy:
   compiler may pre-pack them and fuse conv + ReLU and residual adds) and, on CUDA, CUDA graphs
   (one launch per forward pass instead of hundreds).
 
-What each step buys is measured by `python -m experiments.benchmarks.latency` (its table is in
-RESULTS.md): on CPUs channels-last is most of the gain; on a GPU at batch 1 the eager and fast
+What each step buys is measured by `python -m experiments.benchmarks.inference_speed` (its table
+is in RESULTS.md): on CPUs channels-last is most of the gain; on a GPU at batch 1 the eager and fast
 paths are bound by kernel launches, and CUDA graphs are what count.
 
 Compiling: dynamo compiles the model's shared `forward` once per architecture and gives up

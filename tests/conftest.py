@@ -1,6 +1,6 @@
 """Shared test settings and fixtures: no wandb processes, one torch thread, a fixed torch seed
 per test, the small synthetic Cityscapes set generated once a session, and a real PostgreSQL
-server started once a session (experiments/benchmarks/postgres_server.py)."""
+server started once a session (workbench/postgres_server.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.benchmarks.postgres_server import PostgresServer, PostgresUnavailable, start_server
 from experiments.data import ensure_synthetic_cityscapes
 from tests.support import SMALL, TEST_PASSWORD, TEST_USER, run_command, tiny_search_arguments
+from workbench.postgres_server import PostgresServer, PostgresUnavailable, start_server
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 

@@ -10,10 +10,10 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.ablation import mean_interval, paired_difference
-from analysis.record import objective_directions, objective_names
 from experiments.study.proposers import AblationProposer
 from experiments.study.samplers import GridCellSampler
 from tests.support import run_command, tiny_budget
+from workbench.record import objective_directions, objective_names
 
 
 def test_mean_interval_by_hand() -> None:

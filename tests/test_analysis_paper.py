@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis.paper import main
-from analysis.published import comparable_published, published_front
+from analysis.published_front import comparable_published, published_front
 from search_space.registry import arch_names, reference
 from tests.support import exit_code
 

@@ -24,10 +24,10 @@ from analysis.load import (
     load_trials,
 )
 from analysis.pareto import pareto_front
-from analysis.record import GMADDS, LATENCY, MIOU
 from analysis.report import NoFinishedTrialsError, format_front, main, write_report
 from search_space.spec import ArchSpec
 from tests.support import exit_code, run_command
+from workbench.record import GMADDS, LATENCY, MIOU
 
 BUDGET = 0.6
 INPUT_SIZE = (256, 512)

@@ -17,7 +17,6 @@ from optuna.trial import TrialState
 from analysis.heads import heads_verdict
 from analysis.load import load_study, load_trials
 from analysis.pareto import non_dominated, pareto_front
-from analysis.record import GMADDS, MIOU
 from analysis.report import format_front, write_report
 from analysis.rungs import (
     RHO,
@@ -30,6 +29,7 @@ from analysis.rungs import (
 )
 from search_space.spec import ArchSpec
 from tests.test_analysis_report import BUDGET, INPUT_SIZE, _create_study, build_study
+from workbench.record import GMADDS, MIOU
 
 RUNGS = [25, 100, 400]
 SCHEDULE = {"rungs": RUNGS, "reduction": 2, "stratify": "head"}

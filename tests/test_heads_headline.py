@@ -13,7 +13,7 @@ import pytest
 from analysis.heads import heads_verdict
 from analysis.load import load_trials
 from experiments.config import compose_config
-from experiments.study.driver import prepare
+from experiments.study.setup import prepare
 from search_space.registry import HEAD_COMPARISON, get_arch
 from search_space.spec import HEADS
 from tests.support import merged, tiny_budget

@@ -1,11 +1,13 @@
 """The import graph runs one way, in every direction: each layer imports only the layers below.
 
-    search_space  <-  analysis  <-  experiments.data  <-  .config  <-  .training  <-  .study
-                                                    <-  experiments.benchmarks and the commands
+    workbench  <-  search_space  <-  analysis  <-  experiments.data  <-  .config  <-  .training
+               <-  .study  <-  experiments.benchmarks, experiments.research and the commands
 
-`search_space` knows nothing of data or results; `analysis` reads results and never trains;
-within `experiments`, data knows nothing of training, training nothing of studies, and no
-library module imports a command (`experiments/<verb>.py`).
+`workbench` (record keys, storage, secrets, files, the command line) imports no other package of
+the project, so every layer may import it; `search_space` knows nothing of data or results;
+`analysis` reads results and never trains; within `experiments`, data knows nothing of
+training, training nothing of studies, and no library module imports a command
+(`experiments/<verb>.py`).
 """
 
 from __future__ import annotations
@@ -20,28 +22,32 @@ COMMANDS = (
     "experiments.search", "experiments.ablate", "experiments.retrain", "experiments.train",
     "experiments.evaluate",
 )  # fmt: skip
-LIBRARIES = ("search_space", "analysis", "experiments")
+LIBRARIES = ("workbench", "search_space", "analysis", "experiments")
 # Layer -> the layers it may import (itself included). The longest matching prefix decides.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "search_space": ("search_space",),
-    "analysis": ("search_space", "analysis"),
+    "workbench": ("workbench",),
+    "search_space": ("workbench", "search_space"),
+    "analysis": ("workbench", "search_space", "analysis"),
     "experiments": (),  # its __init__; a new command module must join COMMANDS
-    "experiments.data": ("search_space", "experiments.data"),
-    "experiments.config": ("search_space", "experiments.data", "experiments.config"),
+    "experiments.data": ("workbench", "search_space", "experiments.data"),
+    "experiments.config": ("workbench", "search_space", "experiments.data", "experiments.config"),
     "experiments.training": (
-        "search_space", "experiments.config", "experiments.data", "experiments.training",
+        "workbench", "search_space", "experiments.config", "experiments.data",
+        "experiments.training",
     ),
     "experiments.study": (
-        "search_space", "analysis", "experiments.config", "experiments.data",
+        "workbench", "search_space", "analysis", "experiments.config", "experiments.data",
         "experiments.training", "experiments.study",
     ),
-    "experiments.benchmarks": (
-        "search_space", "analysis", "experiments.config", "experiments.data",
-        "experiments.training", "experiments.study", "experiments.benchmarks",
-    ),
     **{
-        command: ("search_space", "analysis", "experiments.config", "experiments.data",
-                  "experiments.training", "experiments.study")
+        room: ("workbench", "search_space", "analysis", "experiments.config", "experiments.data",
+               "experiments.training", "experiments.study", "experiments.benchmarks",
+               "experiments.research")
+        for room in ("experiments.benchmarks", "experiments.research")
+    },
+    **{
+        command: ("workbench", "search_space", "analysis", "experiments.config",
+                  "experiments.data", "experiments.training", "experiments.study")
         for command in COMMANDS
     },
 }  # fmt: skip

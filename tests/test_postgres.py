@@ -1,4 +1,4 @@
-"""The study on a real PostgreSQL server (experiments/benchmarks/postgres_server.py, one a
+"""The study on a real PostgreSQL server (workbench/postgres_server.py, one a
 session), run by the real commands as several hosts run it: created on one host and resumed on
 another, three hosts started together, a host killed mid-trial, two Slurm jobs through
 submitit's local executor; its report rebuilt from the URL, the URL's password found in nothing
@@ -25,9 +25,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 
-from analysis.record import TrialKey
-from experiments.benchmarks.postgres_server import PostgresServer, free_port
 from tests.support import TEST_USER, command_group, run_command, tiny_search_arguments, wait_until
+from workbench.postgres_server import PostgresServer, free_port
+from workbench.record import TrialKey
 
 pytestmark = pytest.mark.slow
 

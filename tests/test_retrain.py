@@ -15,8 +15,7 @@ from optuna.trial import TrialState
 
 from analysis.load import load_trials
 from analysis.pareto import pareto_front
-from analysis.record import TrialKey
-from analysis.retrain import front_held, rank_agreement, retrain_table, verdict
+from analysis.retrain_verdict import front_held, rank_agreement, retrain_table, verdict
 from experiments.retrain import main as retrain_main
 from experiments.retrain import retrain_config
 from tests.support import (
@@ -27,6 +26,7 @@ from tests.support import (
     trial_running,
     wait_until,
 )
+from workbench.record import TrialKey
 
 
 def copied_search(tiny_search: Path, tmp_path: Path) -> Path:

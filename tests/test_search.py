@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from experiments.config import compose_config
 from experiments.data import DatasetError
-from experiments.study.driver import prepare
+from experiments.study.setup import prepare
 from tests.support import (
     REPO,
     command,

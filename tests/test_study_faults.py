@@ -16,13 +16,12 @@ from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from analysis.record import StudyKey, TrialKey
-from analysis.secrets import mask_secrets
 from experiments.config import compose_config
-from experiments.study.driver import SearchSetup, prepare, sampler_seed, search, start_study
 from experiments.study.identity import StudyMismatchError
 from experiments.study.interrupts import Interrupted, stop_on_signals
-from experiments.study.storage import StorageError, make_storage
+from experiments.study.lifecycle import sampler_seed, start_study
+from experiments.study.setup import SearchSetup, prepare
+from experiments.study.workers import search
 from tests.support import (
     command_group,
     merged,
@@ -31,6 +30,9 @@ from tests.support import (
     trial_running,
     wait_until,
 )
+from workbench.record import StudyKey, TrialKey
+from workbench.secrets import mask_secrets
+from workbench.storage import StorageError, make_storage
 
 
 def tiny_config(root: Path, tmp_path: Path, *overrides: str) -> dict:

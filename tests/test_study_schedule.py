@@ -15,10 +15,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
-from analysis.record import StudyKey, TrialKey
-from experiments.benchmarks import schedule_sizing
+from experiments.research import schedule_sizing
 from experiments.config import compose_config
-from experiments.study.driver import prepare
 from experiments.study.progress import count_trials, progress_line
 from experiments.study.schedule import (
     Schedule,
@@ -26,6 +24,7 @@ from experiments.study.schedule import (
     crowding_distance,
     top_ranked,
 )
+from experiments.study.setup import prepare
 from search_space.spec import HEADS
 from tests.support import (
     command_group,
@@ -35,6 +34,7 @@ from tests.support import (
     trial_running,
     wait_until,
 )
+from workbench.record import StudyKey, TrialKey
 
 DIRECTIONS = (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE)
 

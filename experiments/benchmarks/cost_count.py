@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from experiments.config import compose_option
-from search_space.cli import CommandParser, size
 from search_space.cost import count_madds, fvcore_default_total
 from search_space.space import Dimension, SearchSpace, load_space
 from search_space.spec import ArchSpec
+from workbench.cli import CommandParser, size
 
 # Smaller values of these genes cost more (a block's inner width is width / expansion).
 _COSTLIER_WHEN_SMALLER = {"expansion"}

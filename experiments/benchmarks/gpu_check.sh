@@ -6,7 +6,7 @@
 #   DEVICE=cpu PROTOCOL=cheap SIZES=72x136 DTYPES=fp32 COMPILE=false \
 #       experiments/benchmarks/gpu_check.sh threads=1    # dry run of the same commands on a CPU
 #
-# Arguments are passed on to every `python -m experiments.benchmarks.latency` run.
+# Arguments are passed on to every `python -m experiments.benchmarks.inference_speed` run.
 # Each run prints its table (the paper's FPS stands beside DFANet A/B rows whose input size
 # matches) and saves CSV + Markdown under OUT (default outputs/benchmarks). Compiling takes
 # about a minute per architecture, dtype and size on a GPU; COMPILE=false skips it.
@@ -22,7 +22,7 @@ OUT=${OUT:-outputs/benchmarks}
 
 for size in $SIZES; do
     for dtype in $DTYPES; do
-        "$PYTHON" -m experiments.benchmarks.latency arch=dfanet_a arch=dfanet_b input_size="$size" \
+        "$PYTHON" -m experiments.benchmarks.inference_speed arch=dfanet_a arch=dfanet_b input_size="$size" \
             device="$DEVICE" batch=1 dtype="$dtype" compile="$COMPILE" protocol="$PROTOCOL" \
             out="$OUT" "$@"
     done

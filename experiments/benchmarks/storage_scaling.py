@@ -10,7 +10,7 @@ attributes a trial records (as many and as large as a Cityscapes trial's, one wr
 (sleep, not compute: the cores are shared, and only the storage is measured), then tell.
 
 Two tables, on SQLite, a journal file and PostgreSQL (`--postgres-url`, else a throwaway server
-when the binaries are installed, `experiments.benchmarks.postgres_server`), each storage as its
+when the binaries are installed, `workbench.postgres_server`), each storage as its
 `conf/storage/` option configures it:
 - overhead a trial, ms (median and 95th percentile over `--trials` trials, one worker), by phase;
 - finished trials a minute with 1, 2 and 4 worker processes on one study, the ratio to the
@@ -35,15 +35,15 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.files import write_csv
 from analysis.plots import save_figure
-from analysis.record import TrialKey
-from experiments.benchmarks.postgres_server import PostgresUnavailable, start_server
 from experiments.config import compose_config
 from experiments.study.progress import count_trials
-from experiments.study.storage import make_storage
-from search_space.cli import CommandParser
 from search_space.space import SearchSpace, load_space
+from workbench.cli import CommandParser
+from workbench.files import write_csv
+from workbench.postgres_server import PostgresUnavailable, start_server
+from workbench.record import TrialKey
+from workbench.storage import make_storage
 
 PHASES = ("reads", "ask", "suggest", "attributes", "tell")
 STORAGES = ("sqlite", "journal", "postgres")

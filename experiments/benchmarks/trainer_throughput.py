@@ -23,10 +23,9 @@ from experiments.data.from_config import build_datasets
 from experiments.training.losses import SegmentationLoss
 from experiments.training.runtime import Runtime, resolve_device
 from experiments.training.trainer import Trainer, TrainerConfig
-from search_space.arch_source import parse_size
-from search_space.cli import CommandParser, size
 from search_space.model import build
 from search_space.registry import get_arch
+from workbench.cli import CommandParser, parse_size, size
 
 SYNTHETIC = compose_option("dataset", "synthetic")
 

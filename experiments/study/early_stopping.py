@@ -15,8 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from analysis.record import TrialKey
 from experiments.config import checked_section
+from workbench.record import TrialKey
 
 
 @dataclass(frozen=True)

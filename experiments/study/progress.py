@@ -11,8 +11,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from analysis.pareto import non_dominated
-from analysis.record import TrialKey
 from experiments.study.schedule import Schedule
+from workbench.record import TrialKey
 
 
 @dataclass(frozen=True)

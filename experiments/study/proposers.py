@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 import optuna
 
-from analysis.record import KIND_ABLATION, KIND_SEARCH, StudyKey, TrialKey
 from search_space.published import find_published
 from search_space.registry import get_arch, matching_reference
 from search_space.space import SearchSpace, SpaceError
 from search_space.spec import ArchSpec, SpecError
+from workbench.record import KIND_ABLATION, KIND_SEARCH, StudyKey, TrialKey
 
 log = logging.getLogger(__name__)
 

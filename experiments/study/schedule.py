@@ -44,8 +44,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from analysis.pareto import as_losses, non_dominated
-from analysis.record import TrialKey
 from experiments.config import check_at_least, checked_section
+from workbench.record import TrialKey
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.record import objective_directions, objective_names
 from experiments.config import check_at_least, checked_section
 from experiments.study.early_stopping import EarlyStoppingConfig
 from experiments.study.schedule import ScheduleConfig
-from search_space.arch_source import parse_size
 from search_space.deploy import DTYPES
+from workbench.cli import parse_size
+from workbench.record import objective_directions, objective_names
 
 
 @dataclass(frozen=True)

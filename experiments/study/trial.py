@@ -17,7 +17,6 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from analysis.record import GMADDS, MIOU, Constraint, TrialKey
 from experiments.data import CityscapesDataset
 from experiments.study.early_stopping import MultiObjectiveStopper
 from experiments.study.interrupts import Interrupted, raise_if_interrupted
@@ -32,6 +31,7 @@ from search_space.cost import count_madds, fvcore_default_total
 from search_space.latency import CHEAP, LatencyResult, measure_latency
 from search_space.model import build
 from search_space.spec import ArchSpec
+from workbench.record import GMADDS, MIOU, Constraint, TrialKey
 
 log = logging.getLogger(__name__)
 

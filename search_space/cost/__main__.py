@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from search_space.arch_source import parse_assignments, resolve_arch
-from search_space.cli import CommandParser, size
 from search_space.cost import count_cost, count_madds
 from search_space.published import find_published
 from search_space.registry import HEAD_COMPARISON, arch_names, get_arch, reference
 from search_space.spec import ArchSpec, SpecError
+from workbench.cli import CommandParser, size
 
 
 def main(argv: Sequence[str] | None = None) -> int:

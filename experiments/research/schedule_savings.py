@@ -1,4 +1,4 @@
-"""What the multi-fidelity schedule saves: `python -m experiments.benchmarks.schedule_savings`
+"""What the multi-fidelity schedule saves: `python -m experiments.research.schedule_savings`
 
 Runs the demo study twice on a temporary storage with the random sampler and one seed, so that
 both runs measure the same architectures: once training every architecture to the top budget
@@ -25,10 +25,10 @@ import pandas as pd
 
 from analysis.load import finished, load_trials
 from analysis.pareto import pareto_front
-from analysis.record import GMADDS, MIOU, TrialKey
 from analysis.rungs import rung_counts, steps_trained
-from experiments.benchmarks.demo_runs import front_hypervolume, run_demo_study, shared_reference
-from search_space.cli import CommandParser
+from experiments.research.demo_runs import front_hypervolume, run_demo_study, shared_reference
+from workbench.cli import CommandParser
+from workbench.record import GMADDS, MIOU, TrialKey
 
 
 def architectures(study: optuna.Study) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def _forget(name: str, storage: Path) -> None:
 
 def main() -> None:
     parser = CommandParser(
-        prog="python -m experiments.benchmarks.schedule_savings", description=__doc__
+        prog="python -m experiments.research.schedule_savings", description=__doc__
     )
     parser.add_argument("--architectures", type=int, default=16)
     parser.add_argument("--steps", type=int, default=400, help="the top budget")

@@ -1,6 +1,6 @@
 """Latency and throughput of the reference architectures: eager against the deployed path.
 
-    python -m experiments.benchmarks.latency [--arch NAME ...] [--input-size HxW]
+    python -m experiments.benchmarks.inference_speed [--arch NAME ...] [--input-size HxW]
         [--device auto|cpu|cuda] [--batch N] [--dtype fp32|fp16|bf16] [--compile true|false]
         [--threads N] [--protocol full|cheap] [--retain-memory true|false] [--onnx true|false]
         [--out DIR]
@@ -41,7 +41,6 @@ import torch
 from torch import nn
 
 from experiments.training.runtime import device_name, resolve_device
-from search_space.cli import CommandParser, boolean, positive_int, size
 from search_space.cost import count_madds
 from search_space.deploy import DTYPES, deploy, retain_freed_memory
 from search_space.latency import CHEAP, FULL, LatencyResult, measure_module, pinned_threads
@@ -55,6 +54,7 @@ from search_space.onnx_export import (
 )
 from search_space.published import PublishedResult, published_results
 from search_space.registry import HEAD_COMPARISON, arch_names, get_arch, reference
+from workbench.cli import CommandParser, boolean, positive_int, size
 
 _PAPER_ARCHS = ("dfanet_a", "dfanet_b", "backbone_a", "backbone_b", "xception_a", "xception_b")
 DEFAULT_ARCHS = tuple(dict.fromkeys((*_PAPER_ARCHS, *HEAD_COMPARISON)))
@@ -91,8 +91,10 @@ class Row:
 
 
 def parse_args(argv: Sequence[str]) -> BenchmarkConfig:
-    """`--key value` or `key=value` (`search_space.cli`); `--arch` may repeat."""
-    parser = CommandParser(prog="python -m experiments.benchmarks.latency", description=__doc__)
+    """`--key value` or `key=value` (`workbench.cli`); `--arch` may repeat."""
+    parser = CommandParser(
+        prog="python -m experiments.benchmarks.inference_speed", description=__doc__
+    )
     parser.add_argument("--arch", action="extend", type=arch_list, metavar="NAME[,NAME...]")
     parser.add_argument("--input-size", "--input", type=size, default=(512, 1024))
     parser.add_argument("--device", default="auto")
@@ -378,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if no_onnx and config.onnx is None:
         print(f"note: no onnxruntime column: {no_onnx}")
     config = dataclasses.replace(config, onnx=no_onnx is None)
-    command = " ".join(["python -m experiments.benchmarks.latency", *argv])
+    command = " ".join(["python -m experiments.benchmarks.inference_speed", *argv])
     _, csv_path, md_path = run(config, device, command)
     print(f"saved {csv_path} and {md_path}")
     return 0

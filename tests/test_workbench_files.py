@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.files import write_atomically, write_csv, write_text
+from workbench.files import write_atomically, write_csv, write_text
 
 
 def test_a_writer_that_fails_leaves_the_old_file_whole(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.load import HEAD, finished, load_trials
-from analysis.record import MIOU, TrialKey
 from analysis.rungs import rung_counts
-from experiments.benchmarks import heads_fidelity, schedule_replay, schedule_savings
+from experiments.research import heads_fidelity, schedule_replay, schedule_savings
 from tests.support import INPUT_SIZE, SMALL, merged, run_command, tiny_budget
+from workbench.record import MIOU, TrialKey
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Did the study compare the heads at a budget that ranks them?
 
-    python -m experiments.benchmarks.heads_fidelity [--study demo] [--storage URL] [--long 400]
+    python -m experiments.research.heads_fidelity [--study demo] [--storage URL] [--long 400]
         [--seeds S ...] [HYDRA_OVERRIDE ...]
 
 Takes each head's best finished trial of a stored study (its highest mIoU at the study's top
@@ -16,16 +16,16 @@ import statistics
 from collections.abc import Sequence
 
 from analysis.load import DEFAULT_STORAGE, HEAD, finished, load_study, load_trials
-from analysis.record import GMADDS, MIOU, TrialKey
-from experiments.benchmarks.proxy_fidelity import rank_agreement
-from experiments.benchmarks.scoring import Bench, TrainingProgress
-from search_space.cli import CommandParser
+from experiments.research.proxy_fidelity import rank_agreement
+from experiments.research.scoring import Bench, TrainingProgress
 from search_space.spec import ArchSpec
+from workbench.cli import CommandParser
+from workbench.record import GMADDS, MIOU, TrialKey
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(
-        prog="python -m experiments.benchmarks.heads_fidelity", description=__doc__
+        prog="python -m experiments.research.heads_fidelity", description=__doc__
     )
     parser.add_argument("--study", default="demo")
     parser.add_argument("--storage", default=DEFAULT_STORAGE)

@@ -17,8 +17,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from search_space.arch_source import parse_size
-
 # Options that collect every value given (argparse's "append" and "extend" actions).
 LIST_ACTIONS = (argparse._AppendAction, argparse._ExtendAction)
 
@@ -88,3 +86,21 @@ def boolean(text: str) -> bool:
     if text.lower() not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
     return text.lower() == "true"
+
+
+def parse_size(value: str | Sequence[int]) -> tuple[int, int]:
+    """An input size, spelled `HxW` everywhere a user types one (`512x1024`); the `[H, W]`
+    lists that YAML files hold are read too. Returns (H, W)."""
+    if isinstance(value, str):
+        height, separator, width = value.lower().partition("x")
+        if separator and height.strip().isdigit() and width.strip().isdigit():
+            size = int(height), int(width)
+            if min(size) > 0:
+                return size
+    elif isinstance(value, Sequence) and len(value) == 2 and all(map(_is_side, value)):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"expected an input size as HxW (e.g. 512x1024), got {value!r}")
+
+
+def _is_side(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -1,4 +1,4 @@
-"""What a study's schedule spends: `python -m experiments.benchmarks.schedule_sizing`
+"""What a study's schedule spends: `python -m experiments.research.schedule_sizing`
 
 Replays the multi-fidelity schedule's own promotion rule (`experiments.study.schedule`, the
 very `Schedule` a study runs) on simulated results, one worker, for a study's config (default
@@ -17,11 +17,11 @@ import numpy as np
 import optuna
 from optuna.study import StudyDirection
 
-from experiments.benchmarks.schedule_replay import replay_rule, schedule_steps, trials_per_rung
 from experiments.config import compose_config
+from experiments.research.schedule_replay import replay_rule, schedule_steps, trials_per_rung
 from experiments.study.schedule import Schedule, ScheduleConfig
-from search_space.cli import CommandParser
 from search_space.spec import HEADS
+from workbench.cli import CommandParser
 
 
 def simulate(schedule: Schedule, architectures: int, seed: int) -> list[int]:
@@ -44,7 +44,7 @@ def simulate(schedule: Schedule, architectures: int, seed: int) -> list[int]:
 
 def main() -> None:
     parser = CommandParser(
-        prog="python -m experiments.benchmarks.schedule_sizing", description=__doc__
+        prog="python -m experiments.research.schedule_sizing", description=__doc__
     )
     parser.add_argument("--study", default="cityscapes", help="an option of conf/study/")
     parser.add_argument("--architectures", type=int, nargs="+", default=[100, 200])

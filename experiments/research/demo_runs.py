@@ -12,9 +12,9 @@ import pandas as pd
 
 from analysis.hypervolume import hypervolume
 from analysis.load import finished
-from analysis.record import GMADDS, MIOU
 from experiments.config import compose_config
-from experiments.study.driver import search
+from experiments.study.workers import search
+from workbench.record import GMADDS, MIOU
 
 
 def run_demo_study(name: str, storage: Path, overrides: Sequence[str]) -> optuna.Study:

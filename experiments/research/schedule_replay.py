@@ -1,4 +1,4 @@
-"""The schedule replayed on a stored full run: `python -m experiments.benchmarks.schedule_replay`
+"""The schedule replayed on a stored full run: `python -m experiments.research.schedule_replay`
 
 Takes a stored study that trained every architecture to the top budget and evaluated it on the
 way (`trainer.eval_every` dividing every rung's budget), and replays the multi-fidelity
@@ -38,11 +38,11 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from analysis.hypervolume import hypervolume
 from analysis.pareto import non_dominated
-from analysis.record import StudyKey, TrialKey
 from analysis.stats import kendall_tau
-from experiments.study.driver import varied_gene
 from experiments.study.schedule import Schedule, ScheduleConfig, first_front
-from search_space.cli import CommandParser
+from experiments.study.setup import varied_gene
+from workbench.cli import CommandParser
+from workbench.record import StudyKey, TrialKey
 
 # (architecture index, rung) -> the trial's values at that rung: mIoU first, then the costs.
 Measure = Callable[[int, int], Sequence[float]]
@@ -321,7 +321,7 @@ def _print_bracket_rankings(run: FullRun) -> None:
 
 def main() -> None:
     parser = CommandParser(
-        prog="python -m experiments.benchmarks.schedule_replay", description=__doc__
+        prog="python -m experiments.research.schedule_replay", description=__doc__
     )
     parser.add_argument("--storage", type=Path, required=True, help="the full run's SQLite file")
     parser.add_argument("--study-name", default="savings-0")

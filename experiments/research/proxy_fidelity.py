@@ -1,6 +1,6 @@
 """Does the proxy budget rank architectures as a longer training does?
 
-    python -m experiments.benchmarks.proxy_fidelity [--space dfanet|heads] [--archs N]
+    python -m experiments.research.proxy_fidelity [--space dfanet|heads] [--archs N]
         [--short STEPS] [--long STEPS] [--seeds S ...] [--top-k K] [HYDRA_OVERRIDE ...]
 
 Samples N members of a space with a seeded random sampler, after the paper's designs (DFANet A
@@ -24,13 +24,13 @@ from pathlib import Path
 import optuna
 from scipy import stats
 
-from experiments.benchmarks.scoring import Bench, TrainingProgress
 from experiments.config import compose_option
-from search_space.cli import CommandParser
+from experiments.research.scoring import Bench, TrainingProgress
 from search_space.cost import count_madds
 from search_space.registry import get_arch
 from search_space.space import SearchSpace, SpaceError, load_space
 from search_space.spec import ArchSpec
+from workbench.cli import CommandParser
 
 PAPER_DESIGNS = ("dfanet_a", "dfanet_b")
 
@@ -91,7 +91,7 @@ def _mean_and_spread(values: Sequence[float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(
-        prog="python -m experiments.benchmarks.proxy_fidelity", description=__doc__
+        prog="python -m experiments.research.proxy_fidelity", description=__doc__
     )
     parser.add_argument("--space", default="dfanet", help="an option of conf/space/")
     parser.add_argument("--archs", type=int, default=8, help="random members besides the paper's")

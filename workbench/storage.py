@@ -5,22 +5,24 @@ by every reader (`analysis.report`, `analysis.export`, `experiments.retrain`) al
   create its tables; the loser retries and finds them.
 - Errors are one line that names the problem (a malformed URL, a missing driver, an unreachable
   server, a refused login, a file that is not a database), in seconds, with the URL's password
-  masked: a storage URL is never printed or stored with its password (`analysis.secrets`).
+  masked: a storage URL is never printed or stored with its password (`workbench.secrets`).
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy.exc
-from optuna.storages import RDBStorage
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 
-from analysis.secrets import mask_secrets
+from workbench.secrets import mask_secrets
 
 _CREATION_ATTEMPTS = 5
 
@@ -92,3 +94,25 @@ def _creation_race(error: sqlalchemy.exc.DBAPIError) -> bool:
 
 def _first_line(error: sqlalchemy.exc.DBAPIError) -> str:
     return str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]
+
+
+def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
+    """RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose process died is
+    failed after `grace_period` seconds and retried up to `max_retry` times. Journal files have
+    no heartbeats (Optuna's limitation): a crashed trial stays RUNNING there."""
+    kind = config["kind"]
+    if kind == "journal":
+        path = Path(config["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if kind != "rdb":
+        raise StorageError(f"storage.kind must be 'rdb' or 'journal', got {kind!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=int(config["max_retry"]))
+    return open_rdb_storage(
+        str(config["url"]),
+        heartbeat_interval=int(config["heartbeat_interval"]),
+        grace_period=int(config["grace_period"]),
+        heartbeat_stale_trial_callback=retry,
+    )

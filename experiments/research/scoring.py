@@ -16,9 +16,9 @@ from experiments.data.from_config import build_datasets
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import Runtime, resolve_device
 from experiments.training.trainer import Trainer, TrainerConfig
-from search_space.arch_source import parse_size
 from search_space.model import build
 from search_space.spec import ArchSpec
+from workbench.cli import parse_size
 
 
 @dataclass

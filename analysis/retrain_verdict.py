@@ -20,8 +20,8 @@ import pandas as pd
 from analysis.ablation import mean_interval
 from analysis.load import finished
 from analysis.pareto import non_dominated
-from analysis.record import MIOU, StudyKey, TrialKey
 from analysis.stats import kendall_tau, spearman
+from workbench.record import MIOU, StudyKey, TrialKey
 
 RETRAIN_SUFFIX = "-retrain"
 COLUMNS = (

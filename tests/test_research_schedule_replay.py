@@ -1,4 +1,4 @@
-"""`experiments.benchmarks.schedule_replay` on a full run stored in a real SQLite storage, with
+"""`experiments.research.schedule_replay` on a full run stored in a real SQLite storage, with
 hand-set curves whose replay is worked out below by the schedule's rule. (That a replay is the
 schedule run it stands for, on real training: `test_benchmarks_schedule`.)"""
 
@@ -14,16 +14,16 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from analysis.record import TrialKey
-from experiments.benchmarks import schedule_replay
-from experiments.benchmarks.schedule_replay import (
+from experiments.research import schedule_replay
+from experiments.config import compose_option
+from experiments.research.schedule_replay import (
     BracketRanking,
     bracket_rankings,
     load_full_run,
     replay,
     settled_step,
 )
-from experiments.config import compose_option
+from workbench.record import TrialKey
 
 # Architecture: (GMAdds, mIoU at 25, 100 and 400 steps).
 ARCHITECTURES = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.benchmarks.proxy_fidelity import main, noise_floor, rank_agreement
-from experiments.benchmarks.scoring import TrainingProgress
+from experiments.research.proxy_fidelity import main, noise_floor, rank_agreement
+from experiments.research.scoring import TrainingProgress
 from tests.support import INPUT_SIZE, SMALL
 
 

@@ -1,5 +1,5 @@
-"""`python -m experiments.benchmarks.latency` and the GPU check script on tiny inputs; no timing
-asserted."""
+"""`python -m experiments.benchmarks.inference_speed` and the GPU check script on tiny inputs; no
+timing asserted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.benchmarks.latency import (
+from experiments.benchmarks.inference_speed import (
     DEFAULT_ARCHS,
     Row,
     main,

@@ -1,4 +1,4 @@
-"""Does mIoU rise with capacity on the built-in data? `python -m experiments.benchmarks.capacity`
+"""Does mIoU rise with capacity on the built-in data? `python -m experiments.research.capacity`
 
 Trains each reference architecture with the demo trainer (`conf/trainer/demo.yaml`: a few
 hundred steps at 128x256 on a CPU) on the synthetic Cityscapes, once per seed, and prints one
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from cityscapesscripts.helpers.labels import name2label
 
-from experiments.benchmarks.scoring import Bench, TrainingProgress
-from search_space.cli import CommandParser
+from experiments.research.scoring import Bench, TrainingProgress
 from search_space.cost import count_madds
 from search_space.registry import get_arch
+from workbench.cli import CommandParser
 
 THIN_TRAIN_IDS = tuple(
     name2label[name].trainId for name in ("pole", "traffic light", "traffic sign")
@@ -26,7 +26,7 @@ DEFAULT_ARCHS = ("xception_b", "xception_a", "backbone_b", "backbone_a", "dfanet
 
 
 def main() -> None:
-    parser = CommandParser(prog="python -m experiments.benchmarks.capacity", description=__doc__)
+    parser = CommandParser(prog="python -m experiments.research.capacity", description=__doc__)
     parser.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS))
     parser.add_argument("--steps", type=int, default=None, help="default: the demo trainer's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])

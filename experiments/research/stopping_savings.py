@@ -1,4 +1,4 @@
-"""What multi-objective early stopping saves: `python -m experiments.benchmarks.stopping_savings`
+"""What multi-objective early stopping saves: `python -m experiments.research.stopping_savings`
 
 Runs the demo study of the DFA space twice on a temporary storage, with its 80-step proxy and
 without the multi-fidelity schedule, the random sampler and one seed so that both runs train the
@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from analysis.load import finished, load_trials
-from experiments.benchmarks.demo_runs import front_hypervolume, run_demo_study, shared_reference
-from search_space.cli import CommandParser
+from experiments.research.demo_runs import front_hypervolume, run_demo_study, shared_reference
+from workbench.cli import CommandParser
 
 # The DFA family from its two paper designs: the set of architectures measured.
 DFA_SPACE = ("space=dfanet", "study.reference_designs=[dfanet_a,dfanet_b]",
@@ -25,7 +25,7 @@ DFA_SPACE = ("space=dfanet", "study.reference_designs=[dfanet_a,dfanet_b]",
 
 def main() -> None:
     parser = CommandParser(
-        prog="python -m experiments.benchmarks.stopping_savings", description=__doc__
+        prog="python -m experiments.research.stopping_savings", description=__doc__
     )
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--min-dominating", type=int, default=2)
