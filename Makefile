@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean-venv
+.PHONY: demo test test-fast test-deps lint clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m experiments.search +study=demo
 
-test: $(STAMP)
+# The system packages the tests need (PostgreSQL's server binaries): installed as root, else
+# one line naming the command to run. `make test` runs it first.
+test-deps:
+	tests/system-deps.sh
+
+# The whole suite, on every core (its tests are single-threaded processes).
+test: $(STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n auto
+
+# The inner loop: the tests not marked slow (no end-to-end command runs), in about 2 minutes.
+test-fast: $(STAMP) test-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

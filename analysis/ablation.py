@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis.load import finished
-from workbench.record import GMADDS, MIOU, TrialKey
+from workbench.record import GMADDS, MIOU, AblationKey, TrialKey
 
 COLUMNS = (
-    "variant", "seeds", "mIoU mean", "mIoU std", "CI low", "CI high", "GMAdds", "params M",
+    "variant", "seeds", "mIoU mean", "mIoU std", "CI low", "CI high", GMADDS, "params M",
     "diff vs baseline", "diff CI low", "diff CI high", "p (paired t)", "paper row",
     "paper mIoU", "paper GMAdds",
 )  # fmt: skip
@@ -66,9 +66,9 @@ def ablation_table(
         )
         for name, group in done.groupby(TrialKey.VARIANT)
     }
-    baseline = by_variant.get(str(ablation["baseline"]), {})
+    baseline = by_variant.get(str(ablation[AblationKey.BASELINE]), {})
     rows = []
-    for name, described in ablation["variants"].items():
+    for name, described in ablation[AblationKey.VARIANTS].items():
         scores = by_variant.get(name, {})
         trials = done[done[TrialKey.VARIANT] == name]
         mean, std, low, high = (
@@ -76,16 +76,17 @@ def ablation_table(
         )
         diff, diff_low, diff_high, p_value, _ = (
             paired_difference(scores, baseline, confidence)
-            if name != ablation["baseline"]
+            if name != ablation[AblationKey.BASELINE]
             else (0.0, math.nan, math.nan, math.nan, 0)
         )
         rows.append(
             (
                 name, len(scores), mean, std, low, high,
                 float(trials[GMADDS].iloc[0]) if len(trials) else math.nan,
-                float(trials["n_params"].iloc[0]) / 1e6 if len(trials) else math.nan,
-                diff, diff_low, diff_high, p_value, described.get("paper_row", ""),
-                described.get("paper_miou", math.nan), described.get("paper_gmadds", math.nan),
+                float(trials[TrialKey.N_PARAMS].iloc[0]) / 1e6 if len(trials) else math.nan,
+                diff, diff_low, diff_high, p_value, described.get(AblationKey.PAPER_ROW, ""),
+                described.get(AblationKey.PAPER_MIOU, math.nan),
+                described.get(AblationKey.PAPER_GMADDS, math.nan),
             )
         )  # fmt: skip
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -11,9 +11,9 @@ import optuna
 import pandas as pd
 
 from analysis.ablation import ablation_table
-from analysis.load import HEAD, finished, load_trials
+from analysis.load import HEAD, finished, load_trials, recipe_steps
 from analysis.rungs import TAU, first_to_top, rung_steps, top_rung
-from workbench.record import GMADDS, KIND_ABLATION, MIOU, StudyKey
+from workbench.record import GMADDS, KIND_ABLATION, MIOU, AblationKey, ScheduleKey, StudyKey
 
 # What is known of the proxy's fidelity across heads on the built-in data: 80 training steps
 # rank the four heads' references on Backbone A unlike 400 steps (Kendall's tau 0.33; RESULTS.md,
@@ -25,14 +25,14 @@ SYNTHETIC_STEPS_THAT_RANK_HEADS = 175
 
 def heads_ablation_spread(study: optuna.Study) -> tuple[str, float] | None:
     """The mean seed-to-seed standard deviation of mIoU over the variants of a heads ablation
-    stored beside `study` (`experiments.ablate +ablation=heads|heads_demo`), with its name:
+    stored beside `study` (`experiments.ablate +ablation=heads [+profile=demo]`), with its name:
     one measured on the same data, input size and training steps, or none."""
     storage = study._storage  # Optuna gives no public accessor to a study's storage
     mine = study.user_attrs
     for summary in optuna.get_all_study_summaries(storage=storage):
         attrs = summary.user_attrs
         ablation = attrs.get(StudyKey.ABLATION) or {}
-        if attrs.get(StudyKey.KIND) != KIND_ABLATION or ablation.get("name") != "heads":
+        if attrs.get(StudyKey.KIND) != KIND_ABLATION or ablation.get(AblationKey.NAME) != "heads":
             continue
         if not _same_measurement(attrs, mine):
             continue
@@ -44,13 +44,10 @@ def heads_ablation_spread(study: optuna.Study) -> tuple[str, float] | None:
 
 
 def _same_measurement(theirs: Mapping[str, Any], mine: Mapping[str, Any]) -> bool:
-    def steps(attrs: Mapping[str, Any]) -> Any:
-        return (attrs.get(StudyKey.TRAINER) or {}).get("steps")
-
     return (
         theirs.get(StudyKey.DATASET) == mine.get(StudyKey.DATASET)
         and theirs.get(StudyKey.INPUT_SIZE) == mine.get(StudyKey.INPUT_SIZE)
-        and steps(theirs) == steps(mine)
+        and recipe_steps(theirs) == recipe_steps(mine)
     )
 
 
@@ -86,7 +83,7 @@ def heads_verdict(
         text += (
             " No heads ablation on the same data, input size and training steps is stored beside "
             "this study, so the seed-to-seed spread is not measured here (`python -m "
-            "experiments.ablate +ablation=heads_demo` measures it for the demo)."
+            "experiments.ablate +ablation=heads +profile=demo` measures it for the demo)."
         )
     else:
         name, std = spread
@@ -128,12 +125,12 @@ def _budget_text(df: pd.DataFrame, attrs: Mapping[str, Any]) -> tuple[int | None
     top = top_rung(df) if schedule else None
     steps = rung_steps(df).get(top) if top is not None else None
     if top is None or steps is None:
-        steps = (attrs.get(StudyKey.TRAINER) or {}).get("steps")
+        steps = recipe_steps(attrs)
         return steps, f" Each trial trained {steps} steps."
     text = f" The heads are compared at the top rung reached (rung {top}, {steps} steps)"
     text += (
         ", to which each head's best trials were promoted."
-        if schedule.get("stratify") == HEAD
+        if schedule.get(ScheduleKey.STRATIFY) == HEAD
         else "."
     )
     agreement = first_to_top(df)

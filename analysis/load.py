@@ -26,7 +26,7 @@ Two project conventions are applied here, once, so no reader can get them wrong:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,17 +40,9 @@ from optuna.trial import FrozenTrial, TrialState
 from workbench.record import (
     GMADDS,
     MIOU,
-    STATUS_DUPLICATE,
-    STATUS_FAILED,
-    STATUS_FINISHED,
-    STATUS_INFEASIBLE,
-    STATUS_PROMOTED,
-    STATUS_PRUNED,
-    STATUS_RUNNING,
-    STATUS_STOPPED,
-    STATUS_WAITING,
     StudyKey,
     TrialKey,
+    TrialStatus,
 )
 from workbench.secrets import mask_secrets
 from workbench.storage import open_rdb_storage
@@ -60,11 +52,11 @@ RUNG = TrialKey.RUNG
 CONSTRAINT_PREFIX = "constraint."
 DEFAULT_STORAGE = "sqlite:///outputs/studies.db"
 
-_STATUS_OF_STATE = {
-    TrialState.PRUNED: STATUS_PRUNED,
-    TrialState.FAIL: STATUS_FAILED,
-    TrialState.RUNNING: STATUS_RUNNING,
-    TrialState.WAITING: STATUS_WAITING,
+_STATUS_OF_STATE: dict[TrialState, TrialStatus] = {
+    TrialState.PRUNED: TrialStatus.PRUNED,
+    TrialState.FAIL: TrialStatus.FAILED,
+    TrialState.RUNNING: TrialStatus.RUNNING,
+    TrialState.WAITING: TrialStatus.WAITING,
 }
 
 
@@ -151,10 +143,16 @@ def load_trials(study: optuna.Study) -> pd.DataFrame:
     return df
 
 
+def recipe_steps(attrs: Mapping[str, Any]) -> Any:
+    """The training steps of the study's per-trial recipe (`StudyKey.TRAINER`), None if not
+    stored."""
+    return (attrs.get(StudyKey.TRAINER) or {}).get("steps")
+
+
 def finished(df: pd.DataFrame) -> pd.DataFrame:
     """The trials a front or a statistic may use: complete, feasible, every objective present."""
     names = [objective.name for objective in frame_objectives(df)]
-    mask = (df["status"] == STATUS_FINISHED) & df[names].notna().all(axis=1)
+    mask = (df["status"] == TrialStatus.FINISHED) & df[names].notna().all(axis=1)
     return df[mask]
 
 
@@ -167,15 +165,15 @@ def _schedule_statuses(df: pd.DataFrame) -> pd.Series:
     status = df["status"].copy()
     if df[RUNG].isna().all():
         return status
-    complete = df[(df["state"] == TrialState.COMPLETE.name) & (status != STATUS_DUPLICATE)]
+    complete = df[(df["state"] == TrialState.COMPLETE.name) & (status != TrialStatus.DUPLICATE)]
     # A failed (or still running) continuation does not supersede its parent, nor does one
     # that reused another lineage's result (that lineage carries the architecture on).
     parents = set(complete.get(TrialKey.PROMOTED_FROM, pd.Series(dtype=float)).dropna())
     top = df.loc[df["feasible"].astype(bool), RUNG].max()
-    candidates = status == STATUS_FINISHED
+    candidates = status == TrialStatus.FINISHED
     promoted = candidates & df["number"].isin(parents)
-    status[promoted] = STATUS_PROMOTED
-    status[candidates & ~promoted & (df[RUNG] < top)] = STATUS_STOPPED
+    status[promoted] = TrialStatus.PROMOTED
+    status[candidates & ~promoted & (df[RUNG] < top)] = TrialStatus.STOPPED
     return status
 
 
@@ -184,9 +182,9 @@ def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:
     constraints = trial.constraints
     infeasible = bool(attrs.get(TrialKey.INFEASIBLE)) or any(v > 0 for v in constraints.values())
     if trial.state == TrialState.COMPLETE and TrialKey.DUPLICATE_OF in attrs:
-        status = STATUS_DUPLICATE  # the same point as an earlier trial: counted once
+        status = TrialStatus.DUPLICATE  # the same point as an earlier trial: counted once
     elif trial.state == TrialState.COMPLETE:
-        status = STATUS_INFEASIBLE if infeasible else STATUS_FINISHED
+        status = TrialStatus.INFEASIBLE if infeasible else TrialStatus.FINISHED
     else:
         status = _STATUS_OF_STATE[trial.state]
     row: dict[str, Any] = {
@@ -197,7 +195,7 @@ def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:
     }
     values = trial.values or [math.nan] * len(objectives)
     for objective, value in zip(objectives, values, strict=True):
-        untrained = objective.name == MIOU and status == STATUS_INFEASIBLE
+        untrained = objective.name == MIOU and status == TrialStatus.INFEASIBLE
         row[objective.name] = math.nan if untrained else value
     if GMADDS not in row and TrialKey.GMADDS in attrs:
         row[GMADDS] = attrs[TrialKey.GMADDS]

@@ -36,9 +36,8 @@ from workbench.record import (
     GMADDS,
     LATENCY,
     MIOU,
-    STATUS_FINISHED,
-    STATUS_INFEASIBLE,
     TrialKey,
+    TrialStatus,
 )
 
 HEAD_STYLES: dict[str, tuple[str, str]] = {
@@ -92,7 +91,7 @@ def front_figure(
     )
     handles.append(step)
     labels = _reference_labels(trials)
-    infeasible = df[df["status"] == STATUS_INFEASIBLE][GMADDS].dropna()
+    infeasible = df[df["status"] == TrialStatus.INFEASIBLE][GMADDS].dropna()
     if len(infeasible):
         (ticks,) = ax.plot(
             infeasible,
@@ -153,7 +152,7 @@ def rung_curves_figure(df: pd.DataFrame, *, title: str, miou_label: str) -> Figu
         marker, colour = _head_style(head)
         for _, lineage in group.iterrows():
             _, steps, miou = zip(*lineage[RESULTS], strict=True)
-            reached = lineage["status"] == STATUS_FINISHED
+            reached = lineage["status"] == TrialStatus.FINISHED
             ax.plot(
                 steps,
                 miou,
@@ -165,7 +164,7 @@ def rung_curves_figure(df: pd.DataFrame, *, title: str, miou_label: str) -> Figu
                 zorder=3 if reached else 2,
             )
         handles.append(Line2D([], [], marker=marker, color=colour, label=f"{head} ({len(group)})"))
-    at_top = int((table["status"] == STATUS_FINISHED).sum())
+    at_top = int((table["status"] == TrialStatus.FINISHED).sum())
     handles += [
         Line2D([], [], color="black", label=f"reached the top rung, rung {top} ({at_top})"),
         Line2D([], [], color="black", alpha=FADED, label=f"stopped ({len(table) - at_top})"),
@@ -304,16 +303,16 @@ def retrain_figure(table: pd.DataFrame, *, title: str, proxy_label: str) -> Figu
     trained = table[table["seeds"] > 0]
     low = (trained["retrained mIoU"] - trained["CI low"]).fillna(0)
     high = (trained["CI high"] - trained["retrained mIoU"]).fillna(0)
-    retrained_ax.errorbar(trained["GMAdds"], trained["retrained mIoU"], yerr=[low, high],
+    retrained_ax.errorbar(trained[GMADDS], trained["retrained mIoU"], yerr=[low, high],
                           fmt="o", color="tab:blue", capsize=4, zorder=3,
                           label="retrained: mean and 95% CI over seeds")  # fmt: skip
-    proxy_ax.scatter(table["GMAdds"], table["proxy mIoU"], marker="o", facecolors="none",
+    proxy_ax.scatter(table[GMADDS], table["proxy mIoU"], marker="o", facecolors="none",
                      edgecolors="0.4", zorder=2, label=proxy_label)  # fmt: skip
-    front = trained[trained["non-dominated retrained"]].sort_values("GMAdds")
-    retrained_ax.step(front["GMAdds"], front["retrained mIoU"], where="post", color="black",
+    front = trained[trained["non-dominated retrained"]].sort_values(GMADDS)
+    retrained_ax.step(front[GMADDS], front["retrained mIoU"], where="post", color="black",
                       lw=1.2, label=f"retrained front ({len(front)} trials)")  # fmt: skip
     for _, row in table.iterrows():
-        retrained_ax.annotate(row["trial"], (row["GMAdds"], row["retrained mIoU"]),
+        retrained_ax.annotate(row["trial"], (row[GMADDS], row["retrained mIoU"]),
                               xytext=(5, 4), textcoords="offset points", fontsize=8)  # fmt: skip
     _log_scale(retrained_ax, "x")
     retrained_ax.set_xlabel(GMADDS_LABEL)
@@ -428,12 +427,12 @@ _OFFSETS = (
 
 
 def _reference_labels(trials: pd.DataFrame) -> list[_Label]:
-    if "reference" not in trials:
+    if TrialKey.REFERENCE not in trials:
         return []
-    named = trials[trials["reference"].notna()]
+    named = trials[trials[TrialKey.REFERENCE].notna()]
     return [
         _Label(x, y, str(name), "black", rank=0, bold=True)
-        for x, y, name in zip(named[GMADDS], named[MIOU], named["reference"], strict=True)
+        for x, y, name in zip(named[GMADDS], named[MIOU], named[TrialKey.REFERENCE], strict=True)
     ]
 
 

@@ -21,11 +21,11 @@ from analysis.ablation import mean_interval
 from analysis.load import finished
 from analysis.pareto import non_dominated
 from analysis.stats import kendall_tau, spearman
-from workbench.record import MIOU, StudyKey, TrialKey
+from workbench.record import GMADDS, MIOU, RetrainKey, StudyKey, TrialKey
 
 RETRAIN_SUFFIX = "-retrain"
 COLUMNS = (
-    "trial", "GMAdds", "proxy mIoU", "proxy steps", "on the proxy front", "seeds",
+    "trial", GMADDS, "proxy mIoU", "proxy steps", "on the proxy front", "seeds",
     "retrained mIoU", "std", "CI low", "CI high", "non-dominated retrained",
 )  # fmt: skip
 
@@ -42,18 +42,18 @@ def retrain_table(df: pd.DataFrame, retrain_of: Mapping[str, Any]) -> pd.DataFra
     """One row per retrained trial, cheapest first; `df` is the retrain study's trials frame."""
     done = finished(df)
     rows = []
-    for label, proxy in retrain_of["trials"].items():
+    for label, proxy in retrain_of[RetrainKey.TRIALS].items():
         scores = done.loc[done[TrialKey.VARIANT] == label, MIOU].astype(float).tolist()
         mean, std, low, high = mean_interval(scores, 0.95) if scores else (math.nan,) * 4
         rows.append(
-            (label, proxy["gmadds"], proxy["miou"], proxy["steps"], proxy["on_front"],
-             len(scores), mean, std, low, high)
+            (label, proxy[RetrainKey.GMADDS], proxy[RetrainKey.MIOU], proxy[RetrainKey.STEPS],
+             proxy[RetrainKey.ON_FRONT], len(scores), mean, std, low, high)
         )  # fmt: skip
-    table = pd.DataFrame(rows, columns=list(COLUMNS[:-1])).sort_values(["GMAdds", "trial"])
+    table = pd.DataFrame(rows, columns=list(COLUMNS[:-1])).sort_values([GMADDS, "trial"])
     trained = table["seeds"] > 0
     held = np.zeros(len(table), dtype=bool)
     if trained.any():
-        points = table.loc[trained, ["retrained mIoU", "GMAdds"]].to_numpy(dtype=float)
+        points = table.loc[trained, ["retrained mIoU", GMADDS]].to_numpy(dtype=float)
         held[trained.to_numpy()] = non_dominated(points, [True, False])
     table[COLUMNS[-1]] = held
     return table.reset_index(drop=True)
@@ -96,5 +96,6 @@ def linked_retrainings(study: optuna.Study) -> list[optuna.Study]:
             optuna.get_all_study_summaries(storage, include_best_trial=False),
             key=lambda summary: summary.study_name,
         )
-        if (summary.user_attrs.get(StudyKey.RETRAIN_OF) or {}).get("study") == study.study_name
+        if (summary.user_attrs.get(StudyKey.RETRAIN_OF) or {}).get(RetrainKey.STUDY)
+        == study.study_name
     ]

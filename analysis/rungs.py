@@ -21,14 +21,13 @@ from analysis.tables import present
 from workbench.record import (
     GMADDS,
     MIOU,
-    STATUS_FINISHED,
-    STATUS_PROMOTED,
-    STATUS_STOPPED,
+    ScheduleKey,
     StudyKey,
     TrialKey,
+    TrialStatus,
 )
 
-LINEAGE_STATUSES = (STATUS_FINISHED, STATUS_PROMOTED, STATUS_STOPPED)
+LINEAGE_STATUSES = (TrialStatus.FINISHED, TrialStatus.PROMOTED, TrialStatus.STOPPED)
 RESULTS = "results"  # a lineage's [[rung, steps, mIoU], ...], by rung
 TAU = "Kendall's tau"
 RHO = "Spearman's rho"
@@ -59,7 +58,7 @@ def rung_steps(df: pd.DataFrame) -> dict[int, int]:
     does not name (a schedule written before this key, or a frame built without attrs)."""
     steps: dict[int, int] = {}
     schedule = schedule_of(df) or {}
-    for rung, value in enumerate(schedule.get("rungs") or []):
+    for rung, value in enumerate(schedule.get(ScheduleKey.RUNGS) or []):
         steps[rung] = int(value)
     for row in lineages(df)[RESULTS]:
         for rung, value, _ in row:
@@ -97,7 +96,7 @@ def rung_counts(df: pd.DataFrame) -> pd.DataFrame:
                 "rung": rung,
                 "steps": steps,
                 "completed": len(at_rung),
-                "promoted": int((at_rung["status"] == STATUS_PROMOTED).sum()),
+                "promoted": int((at_rung["status"] == TrialStatus.PROMOTED).sum()),
             }
         )
     return pd.DataFrame(rows, columns=["rung", "steps", "completed", "promoted"])

@@ -14,32 +14,13 @@ from workbench.record import (
     GMADDS,
     LATENCY,
     MIOU,
-    STATUS_DUPLICATE,
-    STATUS_FAILED,
-    STATUS_FINISHED,
-    STATUS_INFEASIBLE,
-    STATUS_PROMOTED,
-    STATUS_PRUNED,
-    STATUS_RUNNING,
-    STATUS_STOPPED,
-    STATUS_WAITING,
     StudyKey,
     TrialKey,
+    TrialStatus,
 )
 
-STATUS_ORDER = (
-    STATUS_FINISHED,
-    STATUS_PROMOTED,
-    STATUS_STOPPED,
-    STATUS_INFEASIBLE,
-    STATUS_DUPLICATE,
-    STATUS_PRUNED,
-    STATUS_FAILED,
-    STATUS_RUNNING,
-    STATUS_WAITING,
-)
 # Only a study with a multi-fidelity schedule has these: elsewhere they are not even zero.
-SCHEDULE_STATUSES = (STATUS_PROMOTED, STATUS_STOPPED)
+SCHEDULE_STATUSES = (TrialStatus.PROMOTED, TrialStatus.STOPPED)
 EMPTY = "—"
 
 
@@ -109,7 +90,7 @@ def reference_table(df: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:
     if TrialKey.REFERENCE not in df:
         return pd.DataFrame()
     # A design promoted through the rungs appears once: where its lineage ended.
-    designs = df[df[TrialKey.REFERENCE].map(present) & (df["status"] != STATUS_PROMOTED)]
+    designs = df[df[TrialKey.REFERENCE].map(present) & (df["status"] != TrialStatus.PROMOTED)]
     table = pd.DataFrame(index=designs.index)
     table["trial"] = designs["number"].map(lambda n: f"#{int(n)}")
     table["paper design"] = designs[TrialKey.REFERENCE]
@@ -173,12 +154,12 @@ def best_per_head(df: pd.DataFrame, budgets: Sequence[float]) -> tuple[pd.DataFr
     return pd.DataFrame(rows), sorted(set(named))
 
 
-def outcome_counts(df: pd.DataFrame) -> dict[str, int]:
+def outcome_counts(df: pd.DataFrame) -> dict[TrialStatus, int]:
     counts = df["status"].value_counts()
     scheduled = scheduled_frame(df)
     return {
         status: int(counts.get(status, 0))
-        for status in STATUS_ORDER
+        for status in TrialStatus
         if scheduled or status not in SCHEDULE_STATUSES
     }
 
@@ -190,7 +171,7 @@ def scheduled_frame(df: pd.DataFrame) -> bool:
     )
 
 
-def reasons(df: pd.DataFrame, status: str, column: str) -> list[str]:
+def reasons(df: pd.DataFrame, status: TrialStatus, column: str) -> list[str]:
     """Identical reasons grouped: '2 trials (#3, #7): CUDA out of memory'."""
     trials = df[df["status"] == status]
     if trials.empty:

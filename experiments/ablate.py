@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.study.command import run_command
@@ -17,10 +18,10 @@ from experiments.study.command import run_command
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="ablate")
 def main(cfg: DictConfig) -> None:
-    if "ablation" not in cfg:
+    if "ablation" not in HydraConfig.get().runtime.choices:  # conf/ablate.yaml has its keys
         print(
-            "error: choose an ablation: python -m experiments.ablate +ablation=table3_demo "
-            "(see conf/ablation/ for the others)",
+            "error: choose an ablation: python -m experiments.ablate +ablation=table3 "
+            "+profile=demo (the built-in data; see conf/ablation/ for the others)",
             file=sys.stderr,
         )
         sys.exit(2)

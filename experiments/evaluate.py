@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,56 +18,79 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
+from experiments.config import (
+    CONFIG_ERRORS,
+    CommandSettings,
+    read_section,
+    read_value,
+    refuse_repeated_overrides,
+)
 from experiments.data import (
     CLASS_NAMES,
     CityscapesDataset,
     EvalTransform,
 )
-from experiments.data.from_config import dataset_root
+from experiments.data.from_config import DatasetSettings, InputSize, dataset_root
 from experiments.training.evaluation import eval_loader, evaluate, prediction_writer
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import init_runtime
 from search_space.checkpoint import load_checkpoint
-from workbench.cli import parse_size
+
+
+@dataclass(frozen=True)
+class EvaluateSettings(CommandSettings):
+    """The composed config of `experiments.evaluate` (`conf/evaluate.yaml`)."""
+
+    checkpoint: Path
+    split: str | None  # None: the dataset's validation split
+    input_size: InputSize | None  # None: the architecture's own
+    batch_size: int
+    num_workers: int
+    amp: bool
+    export_dir: Path | None
+    dataset: DatasetSettings
+
+
+# The command line's `dataset.KEY=VALUE` settings and `~dataset.KEY` deletions.
+DatasetChanges = tuple[dict[str, Any], set[str]]
 
 
 def score_checkpoint(
-    cfg: DictConfig, dataset_chosen: bool
+    settings: EvaluateSettings, dataset_changes: DatasetChanges | None
 ) -> tuple[SegmentationScores, dict[str, Any]]:
-    """`dataset_chosen`: the command line chose a dataset (`dataset=NAME`); otherwise the
+    """`dataset_changes` None: the command line chose a dataset (`dataset=NAME`); otherwise the
     checkpoint's own (the data it was trained on) is used when it recorded one, with the
-    command line's `dataset.KEY=VALUE` settings applied over it (a new root, for example)."""
-    runtime = init_runtime(cfg.device)
-    checkpoint = load_checkpoint(Path(cfg.checkpoint))
+    command line's changes to it (`dataset_changes`: a new root, for example)."""
+    runtime = init_runtime(settings.device)
+    checkpoint = load_checkpoint(settings.checkpoint)
     model = checkpoint.model.to(runtime.device)
-    input_size = parse_size(cfg.input_size) if cfg.input_size else model.spec.input_size
-    dataset_config: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
-    if not dataset_chosen and checkpoint.dataset is not None:
-        settings, deleted = _dataset_settings(cfg)
-        dataset_config = {
+    input_size = settings.input_size or model.spec.input_size
+    dataset = settings.dataset
+    if dataset_changes is not None and checkpoint.dataset is not None:
+        changes, deleted = dataset_changes
+        recorded = {
             key: value
-            for key, value in {**checkpoint.dataset, **settings}.items()
+            for key, value in {**checkpoint.dataset, **changes}.items()
             if key not in deleted
         }
-    split = cfg.split or dataset_config["val_split"]
-    dataset = CityscapesDataset(
-        dataset_root(dataset_config), split, EvalTransform(input_size=input_size)
-    )
-    export = prediction_writer(dataset, Path(cfg.export_dir)) if cfg.export_dir else None
+        dataset = read_value(DatasetSettings, recorded, "dataset")
+    split = settings.split or dataset.val_split
+    images = CityscapesDataset(dataset_root(dataset), split, EvalTransform(input_size=input_size))
+    export_dir = settings.export_dir
+    export = prediction_writer(images, export_dir) if export_dir else None
     scores = evaluate(
         model,
-        eval_loader(dataset, runtime, cfg.batch_size, cfg.num_workers),
+        eval_loader(images, runtime, settings.batch_size, settings.num_workers),
         num_classes=model.num_classes,
         device=runtime.device,
-        amp=cfg.amp,
+        amp=settings.amp,
         on_batch=export,
     )
     summary = {
-        "checkpoint": str(cfg.checkpoint),
-        "dataset": {key: dataset_config.get(key) for key in ("name", "root")},
+        "checkpoint": str(settings.checkpoint),
+        "dataset": {"name": dataset.name, "root": dataset.root},
         "split": split,
-        "images": len(dataset),
+        "images": len(images),
         "input_size": list(input_size),
         "miou": scores.miou,
         "pixel_accuracy": scores.pixel_accuracy,
@@ -76,9 +100,9 @@ def score_checkpoint(
     return scores, summary
 
 
-def _dataset_settings(cfg: DictConfig) -> tuple[dict[str, Any], set[str]]:
-    """The command line's `dataset.KEY=VALUE` settings (resolved) and `~dataset.KEY` deletions
-    (top-level keys: a dataset's config is flat)."""
+def _dataset_changes(cfg: DictConfig) -> DatasetChanges:
+    """The command line's changes to the dataset (resolved; top-level keys: a dataset's config
+    is flat)."""
     settings: dict[str, Any] = {}
     deleted: set[str] = set()
     for override in HydraConfig.get().overrides.task:
@@ -99,7 +123,9 @@ def main(cfg: DictConfig) -> None:
     chosen = any(override.split("=")[0].lstrip("+~") == "dataset" for override in overrides)
     try:
         refuse_repeated_overrides(overrides)
-        scores, summary = score_checkpoint(cfg, dataset_chosen=chosen)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        settings = read_section(EvaluateSettings, config, "")
+        scores, summary = score_checkpoint(settings, None if chosen else _dataset_changes(cfg))
     except CONFIG_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -107,18 +133,19 @@ def main(cfg: DictConfig) -> None:
         return
     dataset = f"{summary['dataset']['name']} ({summary['dataset']['root'] or 'built-in'})"
     if scores.labelled_pixels == 0:
-        exported = f"; predictions written to {cfg.export_dir}" if cfg.export_dir else ""
+        export_dir = settings.export_dir
+        exported = f"; predictions written to {export_dir}" if export_dir else ""
         print(
             f"error: the {summary['split']} split of {dataset} has no labelled pixels (Cityscapes "
             f"withholds its test labels): no mIoU{exported}",
             file=sys.stderr,
         )
-        sys.exit(0 if cfg.export_dir else 2)
+        sys.exit(0 if export_dir else 2)
     for name, iou in summary["per_class_iou"].items():
         print(f"  {name:<15} {'-' if iou != iou else f'{100 * iou:6.2f}'}")
     split = summary["split"]
     print(f"mIoU {100 * scores.miou:.2f} on {summary['images']} {split} images of {dataset}")
-    output = Path(cfg.checkpoint).with_name(f"evaluation_{split}.json")
+    output = settings.checkpoint.with_name(f"evaluation_{split}.json")
     output.write_text(json.dumps(summary, indent=2))
 
 

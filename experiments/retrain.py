@@ -44,7 +44,7 @@ from analysis.retrain_verdict import retrain_study_name, variant_label
 from experiments.config import CONFIG_ERRORS, compose_config
 from experiments.study.command import run_and_report
 from workbench.cli import CommandParser
-from workbench.record import GMADDS, MIOU, StudyKey, TrialKey
+from workbench.record import GMADDS, MIOU, RetrainKey, StudyKey, TrialKey
 from workbench.secrets import mask_secrets
 
 # The full recipe of each dataset: what its search's proxy stands in for.
@@ -65,13 +65,14 @@ def seed_list(text: str) -> list[int]:
 def retrain_config(
     search: optuna.Study,
     trials: Sequence[optuna.trial.FrozenTrial],
-    seeds: Sequence[int],
+    seeds: Sequence[int] | None,
     storage: str,
     trainer: str | None,
     overrides: Sequence[str],
     name: str | None = None,
 ) -> dict[str, Any]:
-    """The ablation config that retrains `trials` of `search` over `seeds` in its storage."""
+    """The ablation config that retrains `trials` of `search` over `seeds` (None: an
+    ablation's default, conf/ablate.yaml) in its storage."""
     searched = search.user_attrs.get(StudyKey.CONFIG)
     if not isinstance(searched, dict) or "dataset" not in searched:
         raise ExportError(f"study '{search.study_name}' did not store its configuration")
@@ -107,18 +108,20 @@ def retrain_config(
         variants[label] = genes
         values = dict(zip(search.metric_names or [], trial.values or [], strict=False))
         measured[label] = {
-            "number": trial.number,
-            "miou": values.get(MIOU),
-            "gmadds": trial.user_attrs.get(TrialKey.GMADDS, values.get(GMADDS)),
-            "steps": trial.user_attrs.get(TrialKey.STEPS),
-            "on_front": trial.number in front,
+            RetrainKey.NUMBER: trial.number,
+            RetrainKey.MIOU: values.get(MIOU),
+            RetrainKey.GMADDS: trial.user_attrs.get(TrialKey.GMADDS, values.get(GMADDS)),
+            RetrainKey.STEPS: trial.user_attrs.get(TrialKey.STEPS),
+            RetrainKey.ON_FRONT: trial.number in front,
         }
     config["ablation"] = {
+        **config["ablation"],
         "name": f"retrain of {search.study_name}",
+        "base": "dfanet_a",  # any registered design: every variant sets every gene
         "baseline": next(iter(variants)),
-        "seeds": list(seeds),
+        "seeds": config["ablation"]["seeds"] if seeds is None else list(seeds),
         "variants": variants,
-        "retrain_of": {"study": search.study_name, "trials": measured},
+        "retrain_of": {RetrainKey.STUDY: search.study_name, RetrainKey.TRIALS: measured},
     }
     return config
 
@@ -134,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(prog="python -m experiments.retrain", description=__doc__)
     parser.add_argument("--study", required=True, help="the search's name")
     parser.add_argument("--trials", default=FRONT, help="'front' or trial numbers: 3,5,8")
-    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seed_list, help="[0,1,2] (default: an ablation's)")
     parser.add_argument("--trainer", help="a conf/trainer recipe (default: the dataset's full)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help="the search's storage")
     parser.add_argument("--name", help="the retraining study's name (default: STUDY-retrain)")

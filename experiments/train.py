@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
-from experiments.data.from_config import build_datasets
+from experiments.config import (
+    CONFIG_ERRORS,
+    CommandSettings,
+    read_section,
+    refuse_repeated_overrides,
+)
+from experiments.data.from_config import DatasetSettings, InputSize, build_datasets
 from experiments.training.runtime import environment_facts, init_runtime, seed_everything
 from experiments.training.trainer import Trainer, TrainerConfig
 from search_space.arch_source import resolve_arch
@@ -28,84 +34,96 @@ from search_space.cost import count_cost
 from search_space.model import build
 from search_space.pretrained import load_backbone
 from search_space.spec import ArchSpec
-from workbench.cli import parse_size
 
 log = logging.getLogger("experiments.train")
 
 
-def arch_label(cfg: DictConfig) -> str:
-    """The architecture's name as folders and messages show it (a genes file by its stem)."""
-    return Path(str(cfg.arch)).stem
+@dataclass(frozen=True)
+class TrainSettings(CommandSettings):
+    """The composed config of `experiments.train` (`conf/train.yaml`)."""
+
+    arch: str  # a registered name or a genes YAML file
+    genes: dict[str, Any]  # gene overrides on top of `arch`
+    input_size: InputSize
+    seed: int
+    pretrained_backbone: Path | None
+    run_dir: Path | None  # None: <output_dir>/train/<arch>/<time>
+    resume: bool
+    dataset: DatasetSettings
+    trainer: TrainerConfig
+
+    @property
+    def arch_label(self) -> str:
+        """The architecture's name as folders and messages show it (a genes file by its stem)."""
+        return Path(self.arch).stem
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TrainSettings:
+        if "arch" not in config:
+            raise ValueError("name an architecture: python -m experiments.train +arch=dfanet_a")
+        return read_section(cls, config, "")
 
 
-def resolve_spec(cfg: DictConfig) -> ArchSpec:
-    if "arch" not in cfg:
-        raise ValueError("name an architecture: python -m experiments.train +arch=dfanet_a")
-    genes: dict[str, Any] = OmegaConf.to_container(cfg.genes, resolve=True)  # type: ignore[assignment]
-    if "input_size" not in genes:
-        genes["input_size"] = list(parse_size(cfg.input_size))
-    return resolve_arch(str(cfg.arch), genes)
+def resolve_spec(settings: TrainSettings) -> ArchSpec:
+    genes = {"input_size": list(settings.input_size), **settings.genes}
+    return resolve_arch(settings.arch, genes)
 
 
 @dataclass
 class PreparedRun:
     """Everything checked and built before the first step: a wrong config fails here."""
 
-    cfg: DictConfig
+    settings: TrainSettings
     spec: ArchSpec
     trainer: Trainer
     num_classes: int
     run_dir: Path
-    dataset_config: dict[str, Any]
 
 
-def prepare_run(cfg: DictConfig) -> PreparedRun:
-    spec = resolve_spec(cfg)
-    runtime = init_runtime(cfg.device)
-    trainer_config = TrainerConfig.from_dict(
-        OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[arg-type]
-    )
-    dataset_config: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
+def prepare_run(config: Mapping[str, Any]) -> PreparedRun:
+    settings = TrainSettings.from_config(config)
+    spec = resolve_spec(settings)
+    runtime = init_runtime(settings.device)
     train_set, val_set, num_classes = build_datasets(
-        dataset_config,
+        settings.dataset,
         input_size=spec.input_size,  # type: ignore[arg-type]
-        scale_range=trainer_config.scale_range,
+        scale_range=settings.trainer.scale_range,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.run_dir or Path(cfg.output_dir) / "train" / arch_label(cfg) / stamp)
-    seed_everything(cfg.seed)
+    run_dir = settings.run_dir or settings.output_dir / "train" / settings.arch_label / stamp
+    seed_everything(settings.seed)
     model = build(spec, num_classes)
-    if cfg.pretrained_backbone:
-        report = load_backbone(model, Path(cfg.pretrained_backbone))
+    if settings.pretrained_backbone:
+        report = load_backbone(model, settings.pretrained_backbone)
         if runtime.is_main:
-            log.info("pre-trained backbone %s\n%s", cfg.pretrained_backbone, report.summary())
+            log.info("pre-trained backbone %s\n%s", settings.pretrained_backbone, report.summary())
     trainer = Trainer(
         model,
         train_set,
         val_set,
-        trainer_config,
+        settings.trainer,
         runtime,
         num_classes=num_classes,
         run_dir=run_dir,
-        seed=cfg.seed,
-        dataset=dataset_config,
+        seed=settings.seed,
+        dataset=settings.dataset.record(),
     )
-    if cfg.resume and trainer.resume() and runtime.is_main:
+    if settings.resume and trainer.resume() and runtime.is_main:
         log.info("resumed from %s at step %d", trainer.checkpoint_path, trainer.step)
-    return PreparedRun(cfg, spec, trainer, num_classes, run_dir, dataset_config)
+    return PreparedRun(settings, spec, trainer, num_classes, run_dir)
 
 
 def run(prepared: PreparedRun) -> dict[str, Any]:
     """Train, evaluate, write `metrics.json`; an error here is a real failure, with its
     traceback, not a configuration error."""
-    cfg, spec, trainer = prepared.cfg, prepared.spec, prepared.trainer
+    settings, spec, trainer = prepared.settings, prepared.spec, prepared.trainer
     runtime, num_classes, run_dir = trainer.runtime, prepared.num_classes, prepared.run_dir
     result = trainer.fit()
     cost = count_cost(spec, num_classes)
     metrics = {
-        "arch": str(cfg.arch),
+        "arch": settings.arch,
         "spec": spec.to_dict(),
-        "dataset": prepared.dataset_config,
+        "dataset": settings.dataset.record(),
         "miou": result.scores.miou,
         "per_class_iou": result.scores.per_class_iou,
         "pixel_accuracy": result.scores.pixel_accuracy,
@@ -118,7 +136,7 @@ def run(prepared: PreparedRun) -> dict[str, Any]:
         "gmadds": cost.gmadds,
         "fvcore_total": cost.fvcore_total,
         "params": cost.params,
-        "seed": cfg.seed,
+        "seed": settings.seed,
         "world_size": runtime.world_size,
         **environment_facts(runtime.device),
     }
@@ -126,8 +144,8 @@ def run(prepared: PreparedRun) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(
-            f"{arch_label(cfg)}: mIoU {100 * result.scores.miou:.2f} after {result.steps} steps, "
-            f"{cost.gmadds:.2f} GMAdds, {cost.params / 1e6:.2f} M params, "
+            f"{settings.arch_label}: mIoU {100 * result.scores.miou:.2f} after {result.steps} "
+            f"steps, {cost.gmadds:.2f} GMAdds, {cost.params / 1e6:.2f} M params, "
             f"{result.images_per_second:.1f} img/s -> {run_dir / 'metrics.json'}"
         )
     return metrics
@@ -137,7 +155,7 @@ def run(prepared: PreparedRun) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         refuse_repeated_overrides(HydraConfig.get().overrides.task)
-        prepared = prepare_run(cfg)
+        prepared = prepare_run(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     except CONFIG_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -139,7 +139,7 @@ class XceptionBlock(nn.Module):
         # Zero-initialised last BN scale (Goyal et al., 2017): every block starts as its
         # shortcut, so a deep multi-tower network trains from scratch nearly as fast as a
         # shallow one. Without it, at the demo budget, the shallowest backbone beat DFANet A
-        # (README, "Initialisation"). Pre-trained weights overwrite it.
+        # (docs/search-space.md, "Initialisation"). Pre-trained weights overwrite it.
         nn.init.zeros_(batch_norm_of(self.residual[-1]).weight)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -187,17 +187,19 @@ def backbone_b_x3_hl() -> ArchSpec:
 # ------------------------------------------ the paper's Fig. 1: each head on one Backbone A
 # Every head's genes at their defaults, on the same single tower; `HEAD_COMPARISON` adds the
 # bare backbone and DFANet A to price the heads against (`python -m search_space.cost --heads`).
-BACKBONE_A = XCEPTION_A.replace(towers=1)
+# The base is Backbone A with DFA's full decoder (the registered `backbone_a` has none): the
+# DFA variant is this spec itself, and the other heads ignore the decoder genes.
+BACKBONE_A_HL_LL = XCEPTION_A.replace(towers=1)
 
 
 @register("dfa_backbone_a", "Backbone A + DFA's dual-path decoder (HL + LL) on its one tower")
 def dfa_backbone_a() -> ArchSpec:
-    return BACKBONE_A
+    return BACKBONE_A_HL_LL
 
 
 @register("aspp_backbone_a", "Backbone A + ASPP (DeepLabV3-style) on its 1/16 map")
 def aspp_backbone_a() -> ArchSpec:
-    return BACKBONE_A.replace(head="aspp")
+    return BACKBONE_A_HL_LL.replace(head="aspp")
 
 
 @register(
@@ -205,7 +207,7 @@ def aspp_backbone_a() -> ArchSpec:
     "ICNet-style cascade: Backbone A on the 1/4 image, shallow branches on 1/2 and 1/1",
 )
 def icnet_backbone_a() -> ArchSpec:
-    return BACKBONE_A.replace(head="icnet")
+    return BACKBONE_A_HL_LL.replace(head="icnet")
 
 
 @register(
@@ -213,7 +215,7 @@ def icnet_backbone_a() -> ArchSpec:
     "BiSeNet-style: Backbone A as the context path beside a 1/8 spatial path",
 )
 def bisenet_backbone_a() -> ArchSpec:
-    return BACKBONE_A.replace(head="bisenet")
+    return BACKBONE_A_HL_LL.replace(head="bisenet")
 
 
 HEAD_COMPARISON = (

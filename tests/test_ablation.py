@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -10,10 +11,17 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.ablation import mean_interval, paired_difference
-from experiments.study.proposers import AblationProposer
+from experiments.config import compose_config, compose_option, read_section
+from experiments.study.proposers import AblationProposer, AblationSettings
 from experiments.study.samplers import GridCellSampler
 from tests.support import run_command, tiny_budget
-from workbench.record import objective_directions, objective_names
+from workbench.record import (
+    KIND_ABLATION,
+    StudyKey,
+    TrialKey,
+    objective_directions,
+    objective_names,
+)
 
 
 def test_mean_interval_by_hand() -> None:
@@ -39,29 +47,72 @@ def test_paired_difference_by_hand() -> None:
     assert paired_difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0}, 0.95)[3] == 0.0
 
 
-def test_bad_ablation_configs_are_named() -> None:
-    variants = {"a": {}, "b": {"towers": 2}}
-    with pytest.raises(ValueError, match="baseline 'c'"):
-        AblationProposer.from_config(
-            {"name": "t", "variants": variants, "seeds": [0], "baseline": "c"}, (128, 256)
-        )
-    with pytest.raises(ValueError, match="variant 'b': gene 'towers'"):
-        AblationProposer.from_config(
-            {"name": "t", "variants": {"b": {"towers": 9}}, "seeds": [0]}, (128, 256)
-        )
-    with pytest.raises(ValueError, match="seeds"):
-        AblationProposer.from_config({"name": "t", "variants": variants, "seeds": []}, (64, 64))
+def ablation_section(**overrides: Any) -> dict[str, Any]:
+    """The Table 3 ablation's section as the command composes it, with `overrides`."""
+    return {**compose_config("ablate", ["+ablation=table3"])["ablation"], **overrides}
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"baseline": "c"}, "ablation 'table3': baseline 'c' is not a variant"),
+        ({"seeds": []}, "ablation 'table3': `seeds` must be distinct integers, got ()"),
+        ({"seeds": [0, 0]}, "`seeds` must be distinct integers, got (0, 0)"),
+        ({"seeds": [0, "1"]}, "ablation.seeds[1] must be an int, got '1'"),
+        ({"variants": {}}, "ablation 'table3': `variants` must be a non-empty mapping"),
+        ({"variants": {"A x1": None}}, "ablation.variants.A x1 must be a mapping, got None"),
+        ({"bases": "x"}, "ablation has unknown keys ['bases']"),
+    ],
+)  # fmt: skip
+def test_bad_ablation_configs_are_named(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        read_section(AblationSettings, ablation_section(**overrides), "ablation")
+    assert message in str(error.value)
+
+
+def test_a_bad_gene_names_its_variant() -> None:
+    settings = read_section(
+        AblationSettings,
+        ablation_section(variants={"A x1": {}, "b": {"towers": 9}}),
+        "ablation",
+    )
+    with pytest.raises(ValueError, match="ablation 'table3', variant 'b': gene 'towers'"):
+        AblationProposer.from_settings(settings, (128, 256))
+
+
+def test_the_demo_profile_runs_an_ablation_on_the_built_in_data() -> None:
+    """`+profile=demo` switches data, recipe, seeds and name, wherever it stands on the command
+    line; the former `+ablation=NAME_demo` spelling composes the same config."""
+    for ablation in ("heads", "table2", "table3", "table4"):
+        full = compose_config("ablate", [f"+ablation={ablation}"])
+        demo = compose_config("ablate", [f"+ablation={ablation}", "+profile=demo"])
+        assert (full["dataset"]["name"], demo["dataset"]["name"]) == ("cityscapes", "synthetic")
+        assert (full["ablation"]["seeds"], demo["ablation"]["seeds"]) == ([0, 1, 2], [0, 1])
+        assert (full["study"]["name"], demo["study"]["name"]) == (
+            f"ablation-{ablation}",
+            f"ablation-{ablation}-demo",
+        )
+        assert demo == compose_config("ablate", ["+profile=demo", f"+ablation={ablation}"])
+        assert demo == compose_config("ablate", [f"+ablation={ablation}_demo"])
+        recipe = "multifidelity" if ablation == "heads" else "proxy"
+        assert full["trainer"] == compose_option("trainer", f"{recipe}_cityscapes")
+        assert demo["trainer"] == compose_option("trainer", f"{recipe}_demo")
+    # The heads are compared at the demo study's top rung: the report's seed spread is
+    # measured at the steps the demo study compares them at.
+    study = compose_config("search", ["+study=demo"])
+    heads = compose_config("ablate", ["+ablation=heads", "+profile=demo"])
+    assert heads["trainer"] == study["trainer"]
+
+
 def _write_tiny_ablation(tmp_path: Path) -> Path:
+    """An ablation of its own, which `+profile=demo` runs on the built-in data, two seeds,
+    as the study `ablation-tiny-demo`."""
     configs = tmp_path / "conf" / "ablation"
     configs.mkdir(parents=True)
     (configs / "tiny.yaml").write_text(
         "# @package _global_\n"
-        "study:\n  name: ablation-tiny\n"
         "ablation:\n  name: tiny\n  base: backbone_b\n  baseline: one tower\n"
-        "  seeds: [0, 1]\n  variants:\n    one tower: {}\n    two towers: {towers: 2}\n"
+        "  variants:\n    one tower: {}\n    two towers: {towers: 2}\n"
     )
     return tmp_path / "conf"
 
@@ -71,35 +122,38 @@ TINY_CELLS = [("one tower", 0), ("one tower", 1), ("two towers", 0), ("two tower
 
 def _cells(study: optuna.Study) -> list[tuple[str, int]]:
     trials = study.get_trials(states=(TrialState.COMPLETE,))
-    return sorted((t.user_attrs["variant"], t.params["seed"]) for t in trials)
+    return sorted((t.user_attrs[TrialKey.VARIANT], t.params["seed"]) for t in trials)
 
 
+@pytest.mark.slow
 def test_demo_ablation_runs_end_to_end(synthetic_root: Path, tmp_path: Path) -> None:
     result = run_command(
         "experiments.ablate",
         f"--config-dir={_write_tiny_ablation(tmp_path)}",
         "+ablation=tiny",
+        "+profile=demo",
         *tiny_budget(synthetic_root, tmp_path),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(
-        study_name="ablation-tiny", storage=f"sqlite:///{tmp_path}/studies.db"
+        study_name="ablation-tiny-demo", storage=f"sqlite:///{tmp_path}/studies.db"
     )
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert _cells(study) == TINY_CELLS
-    assert study.user_attrs["kind"] == "ablation"
-    table = pd.read_csv(tmp_path / "outputs" / "reports" / "ablation-tiny" / "ablation.csv")
+    assert study.user_attrs[StudyKey.KIND] == KIND_ABLATION
+    table = pd.read_csv(tmp_path / "outputs" / "reports" / "ablation-tiny-demo" / "ablation.csv")
     assert list(table["variant"]) == ["one tower", "two towers"]
     assert list(table["seeds"]) == [2, 2]
     assert table.loc[1, "paper row"] == "Table 3: Backbone B x2"
-    by_seed = {(t.user_attrs["variant"], t.params["seed"]): t.values[0] for t in trials}
+    by_seed = {(t.user_attrs[TrialKey.VARIANT], t.params["seed"]): t.values[0] for t in trials}
     expected = ((by_seed[("two towers", 0)] - by_seed[("one tower", 0)])
                 + (by_seed[("two towers", 1)] - by_seed[("one tower", 1)])) / 2  # fmt: skip
     assert table.loc[1, "diff vs baseline"] == pytest.approx(expected)
     assert "two towers" in result.stdout
-    assert (tmp_path / "outputs" / "reports" / "ablation-tiny" / "ablation.png").is_file()
+    assert (tmp_path / "outputs" / "reports" / "ablation-tiny-demo" / "ablation.png").is_file()
 
 
+@pytest.mark.slow
 def test_an_ablation_resumes_past_a_trial_cut_before_its_cell_was_chosen(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
@@ -108,7 +162,7 @@ def test_an_ablation_resumes_past_a_trial_cut_before_its_cell_was_chosen(
     storage = f"sqlite:///{tmp_path}/studies.db"
     names = objective_names(latency=False)
     study = optuna.create_study(
-        study_name="ablation-tiny", storage=storage, directions=objective_directions(names)
+        study_name="ablation-tiny-demo", storage=storage, directions=objective_directions(names)
     )
     cut = study.ask()
     cut.suggest_categorical("variant", ["one tower", "two towers"])
@@ -117,10 +171,12 @@ def test_an_ablation_resumes_past_a_trial_cut_before_its_cell_was_chosen(
         "experiments.ablate",
         f"--config-dir={_write_tiny_ablation(tmp_path)}",
         "+ablation=tiny",
+        "+profile=demo",
         *tiny_budget(synthetic_root, tmp_path),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _cells(optuna.load_study(study_name="ablation-tiny", storage=storage)) == TINY_CELLS
+    study = optuna.load_study(study_name="ablation-tiny-demo", storage=storage)
+    assert _cells(study) == TINY_CELLS
 
 
 def test_the_grid_sampler_gives_the_first_cell_nobody_holds() -> None:

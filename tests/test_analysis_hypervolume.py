@@ -16,6 +16,7 @@ from optuna._hypervolume import compute_hypervolume
 
 from analysis.hypervolume import default_reference, hypervolume, hypervolume_history
 from analysis.load import load_trials
+from workbench.record import StudyKey, objective_names
 
 
 def box_union_volume(points: np.ndarray, reference: np.ndarray) -> float:
@@ -90,8 +91,8 @@ def _study(values: list[list[float] | None], budget: float | None) -> optuna.Stu
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["mIoU", "GMAdds", "latency_ms"])
-    study.set_user_attr("gmadds_budget", budget)
+        study.set_metric_names(objective_names(latency=True))
+    study.set_user_attr(StudyKey.GMADDS_BUDGET, budget)
     for value in values:
         state = optuna.trial.TrialState.COMPLETE if value else optuna.trial.TrialState.PRUNED
         study.add_trial(optuna.create_trial(state=state, values=value))
@@ -105,7 +106,7 @@ def test_history_is_monotone_and_ends_at_the_front_volume() -> None:
         for i in range(30)
     ]
     df = load_trials(_study(values, budget=3.0))
-    reference = default_reference(df, {"gmadds_budget": 3.0})
+    reference = default_reference(df, {StudyKey.GMADDS_BUDGET: 3.0})
     assert reference.values[:2] == (0.0, 3.0)
     worst_latency = max(v[2] for v in values if v)
     assert reference.values[2] == pytest.approx(1.1 * worst_latency)

@@ -21,6 +21,7 @@ def paper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_command_writes_the_files(paper_dir: Path) -> None:
     for name in ("paper.md", "madds_vs_paper.csv", "published.csv", "accuracy_vs_compute.svg"):
         assert (paper_dir / name).is_file()

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from analysis.load import load_trials
 from analysis.pareto import non_dominated, pareto_front
+from workbench.record import KIND_SEARCH, Constraint, StudyKey, TrialKey
 
 # Few distinct values make ties and duplicates common, which is where fronts go wrong.
 VALUES = st.integers(min_value=0, max_value=4).map(float)
@@ -72,15 +73,15 @@ def trials(draw: st.DrawFn) -> list[tuple[str, tuple[float, float] | None]]:
 @given(trials())
 def test_study_front_uses_only_feasible_finished_trials(cases: list) -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.set_user_attr("kind", "search")
+    study.set_user_attr(StudyKey.KIND, KIND_SEARCH)
     for kind, (miou, gmadds) in cases:
         if kind in ("feasible", "infeasible"):
             over = kind == "infeasible"
             study.add_trial(
                 optuna.create_trial(
                     values=[0.0 if over else miou, gmadds],
-                    user_attrs={"infeasible": over},
-                    constraints={"gmadds_budget": 1.0 if over else -1.0},
+                    user_attrs={TrialKey.INFEASIBLE: over},
+                    constraints={Constraint.GMADDS: 1.0 if over else -1.0},
                 )
             )
         else:

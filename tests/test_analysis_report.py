@@ -17,6 +17,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from analysis.load import (
+    CONSTRAINT_PREFIX,
     StorageNotFoundError,
     StudyNotFoundError,
     finished,
@@ -27,7 +28,19 @@ from analysis.pareto import pareto_front
 from analysis.report import NoFinishedTrialsError, format_front, main, write_report
 from search_space.spec import ArchSpec
 from tests.support import exit_code, run_command
-from workbench.record import GMADDS, LATENCY, MIOU
+from workbench.record import (
+    GMADDS,
+    KIND_ABLATION,
+    KIND_SEARCH,
+    LATENCY,
+    MIOU,
+    Constraint,
+    StudyKey,
+    TrialKey,
+    TrialStatus,
+    objective_directions,
+    objective_names,
+)
 
 BUDGET = 0.6
 INPUT_SIZE = (256, 512)
@@ -45,24 +58,24 @@ VERSIONS = {"python": "3.11.9", "torch": "2.13.0", "optuna": "5.0.0", "git_commi
 
 
 def _create_study(storage: str, name: str, *, latency: bool, dataset: str) -> optuna.Study:
-    objectives = ["mIoU", "GMAdds", *(["latency_ms"] if latency else [])]
-    directions = ["maximize", "minimize", *(["minimize"] if latency else [])]
+    objectives = objective_names(latency=latency)
+    directions = objective_directions(objectives)
     study = optuna.create_study(storage=storage, study_name=name, directions=directions)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(objectives)
     attrs = {
-        "kind": "search",
-        "dataset": dataset,
-        "split": "val",
-        "input_size": list(INPUT_SIZE),
-        "space": "dfanet",
-        "sampler": "tpe",
-        "seed": 0,
-        "gmadds_budget": BUDGET,
-        "trainer": {"steps": 200, "batch_size": 4, "lr": 0.01},
-        "versions": VERSIONS,
-        "config": {"study": {"n_trials": 40}, "trainer": {"steps": 200}},
+        StudyKey.KIND: KIND_SEARCH,
+        StudyKey.DATASET: dataset,
+        StudyKey.SPLIT: "val",
+        StudyKey.INPUT_SIZE: list(INPUT_SIZE),
+        StudyKey.SPACE: "dfanet",
+        StudyKey.SAMPLER: "tpe",
+        StudyKey.SEED: 0,
+        StudyKey.GMADDS_BUDGET: BUDGET,
+        StudyKey.TRAINER: {"steps": 200, "batch_size": 4, "lr": 0.01},
+        StudyKey.VERSIONS: VERSIONS,
+        StudyKey.CONFIG: {"study": {"n_trials": 40}, "trainer": {"steps": 200}},
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
@@ -95,41 +108,43 @@ def _trial(
     gmadds = 0.08 * spec.towers * spec.widths[2] / 128 * spec.widths[0] / 32 + rng.uniform(0, 0.3)
     miou = 30 + 8 * math.log(gmadds) + HEAD_BONUS[spec.head] + rng.normal(0, 1.5)
     attrs: dict[str, Any] = {
-        "spec": spec.to_dict(),
-        "n_params": int(1e6 * gmadds * 3),
-        "madds": int(gmadds * 1e9),
-        "gmadds": gmadds,
-        "fvcore_total": int(gmadds * 1.1e9),
-        "device": "cpu",
-        "device_name": "CPU",
-        "seed": 0,
+        TrialKey.SPEC: spec.to_dict(),
+        TrialKey.N_PARAMS: int(1e6 * gmadds * 3),
+        TrialKey.MADDS: int(gmadds * 1e9),
+        TrialKey.GMADDS: gmadds,
+        TrialKey.FVCORE_TOTAL: int(gmadds * 1.1e9),
+        TrialKey.DEVICE: "cpu",
+        TrialKey.DEVICE_NAME: "CPU",
+        TrialKey.SEED: 0,
         **VERSIONS,
     }
     if reference:
-        attrs["reference"] = reference
+        attrs[TrialKey.REFERENCE] = reference
     state = TrialState.COMPLETE
     values: list[float] | None = [miou, gmadds]
     roll = rng.uniform()
     if gmadds > BUDGET:
-        attrs["infeasible"] = True
+        attrs[TrialKey.INFEASIBLE] = True
         values = [0.0, gmadds]
     elif roll < 0.1 and not reference:
         state, values = TrialState.FAIL, None
-        attrs["fail_reason"] = "RuntimeError: CUDA out of memory"
+        attrs[TrialKey.FAIL_REASON] = "RuntimeError: CUDA out of memory"
     elif roll < 0.2 and not reference:
         state, values = TrialState.PRUNED, None
-        attrs["prune_reason"] = "mIoU 3.1% at step 50 below the running median"
+        attrs[TrialKey.PRUNE_REASON] = "mIoU 3.1% at step 50 below the running median"
     else:
         attrs.update(
-            infeasible=False,
-            train_seconds=60 * gmadds,
-            images_per_second=40 / gmadds,
-            curve=[[50, miou / 2], [100, miou]],
-            per_class_iou=[miou, None, *([miou] * 17)],
+            {
+                TrialKey.INFEASIBLE: False,
+                TrialKey.TRAIN_SECONDS: 60 * gmadds,
+                TrialKey.IMAGES_PER_SECOND: 40 / gmadds,
+                TrialKey.CURVE: [[50, miou / 2], [100, miou]],
+                TrialKey.PER_CLASS_IOU: [miou, None, *([miou] * 17)],
+            }
         )
         if latency:
-            attrs["latency_ms"] = 4 + 30 * gmadds * rng.uniform(0.8, 1.2)
-            values.append(attrs["latency_ms"])
+            attrs[TrialKey.LATENCY_MS] = 4 + 30 * gmadds * rng.uniform(0.8, 1.2)
+            values.append(attrs[TrialKey.LATENCY_MS])
     if values is not None and len(values) == 2 and latency:
         values.append(4 + 30 * gmadds)
     return optuna.create_trial(
@@ -138,7 +153,7 @@ def _trial(
         params=params,
         distributions={k: DISTRIBUTIONS[k] for k in params},
         user_attrs=attrs,
-        constraints={"gmadds_budget": gmadds - BUDGET},
+        constraints={Constraint.GMADDS: gmadds - BUDGET},
     )
 
 
@@ -161,7 +176,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
     build_study(url, "latency", latency=True, dataset="cityscapes")
     failed = _create_study(url, "all_failed", latency=False, dataset="synthetic")
     failed.add_trial(
-        optuna.create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": "no data"})
+        optuna.create_trial(state=TrialState.FAIL, user_attrs={TrialKey.FAIL_REASON: "no data"})
     )
     return url
 
@@ -174,20 +189,25 @@ def report(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_frame_has_every_trial_and_masks_untrained_miou(storage: str) -> None:
     df = load_trials(load_study("demo", storage))
     assert len(df) == 40
-    assert set(df["status"]) == {"finished", "infeasible", "pruned", "failed"}
-    infeasible = df[df["status"] == "infeasible"]
+    assert set(df["status"]) == {
+        TrialStatus.FINISHED,
+        TrialStatus.INFEASIBLE,
+        TrialStatus.PRUNED,
+        TrialStatus.FAILED,
+    }
+    infeasible = df[df["status"] == TrialStatus.INFEASIBLE]
     assert infeasible[MIOU].isna().all() and infeasible[GMADDS].gt(BUDGET).all()
-    assert (infeasible["constraint.gmadds_budget"] > 0).all()
-    assert not df["feasible"][df["status"] != "finished"].any()
+    assert (infeasible[CONSTRAINT_PREFIX + Constraint.GMADDS] > 0).all()
+    assert not df["feasible"][df["status"] != TrialStatus.FINISHED].any()
     assert {"widths.0", "widths.2", "substage_links.1", "head", "input_size.1"} <= set(df)
-    assert df.loc[df["number"] == 0, "reference"].item() == "dfanet_a"
+    assert df.loc[df["number"] == 0, TrialKey.REFERENCE].item() == "dfanet_a"
 
 
 def test_front_holds_only_feasible_finished_trials(storage: str) -> None:
     df = load_trials(load_study("demo", storage))
     front = pareto_front(df)
     assert len(front) >= 2
-    assert (front["status"] == "finished").all()
+    assert (front["status"] == TrialStatus.FINISHED).all()
     assert front[GMADDS].is_monotonic_increasing and front[MIOU].is_monotonic_increasing
 
 
@@ -202,7 +222,7 @@ def test_report_files(report: Path) -> None:
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 40
     pareto = pd.read_csv(out / "pareto.csv")
-    assert set(pareto["status"]) == {"finished"}
+    assert set(pareto["status"]) == {TrialStatus.FINISHED}
 
 
 def test_report_says_what_was_run(report: Path) -> None:
@@ -211,7 +231,7 @@ def test_report_says_what_was_run(report: Path) -> None:
         assert expected in text
     assert "RuntimeError: CUDA out of memory" in text
     assert "below the running median" in text
-    assert "| infeasible |" in text
+    assert f"| {TrialStatus.INFEASIBLE} |" in text
     assert "Best mIoU per head" in text
     assert "dfanet_a" in text
 
@@ -231,7 +251,7 @@ def test_latency_and_published_overlay(storage: str, tmp_path: Path) -> None:
     assert "Spearman" in text and "published" in text
     df = load_trials(load_study("latency", storage))
     measured = finished(df).dropna(subset=[LATENCY])
-    rho = scipy.stats.spearmanr(measured["GMAdds"], measured[LATENCY]).statistic
+    rho = scipy.stats.spearmanr(measured[GMADDS], measured[LATENCY]).statistic
     assert f"Spearman's rho = {rho:.2f} over {len(measured)} trials" in text
     two_objectives = pareto_front(df, df.attrs["objectives"][:2])
     assert LATENCY in df and len(pareto_front(df)) >= len(two_objectives)
@@ -254,7 +274,7 @@ def test_format_front(storage: str) -> None:
     text = format_front(load_trials(load_study("demo", storage)))
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["trial", "paper", "design"] or "trial" in lines[0]
-    assert "mIoU" in lines[0] and "GMAdds" in lines[0]
+    assert MIOU in lines[0] and GMADDS in lines[0]
     assert len(lines) == 2 + len(pareto_front(load_trials(load_study("demo", storage))))
 
 
@@ -267,12 +287,15 @@ def test_journal_storage_and_single_objective_study(tmp_path: Path) -> None:
     study = optuna.create_study(storage=storage, study_name="ablation", direction="maximize")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["mIoU"])
-    study.set_user_attr("kind", "ablation")
+        study.set_metric_names([MIOU])
+    study.set_user_attr(StudyKey.KIND, KIND_ABLATION)
     rng = np.random.default_rng(1)
     for index in range(6):
         trial = _trial(rng, index, latency=False)
-        if trial.state == TrialState.COMPLETE and trial.user_attrs.get("infeasible") is False:
+        if (
+            trial.state == TrialState.COMPLETE
+            and trial.user_attrs.get(TrialKey.INFEASIBLE) is False
+        ):
             study.add_trial(
                 optuna.create_trial(
                     values=trial.values[:1],
@@ -291,7 +314,7 @@ def test_bare_study_without_attributes(tmp_path: Path) -> None:
     study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["mIoU", "GMAdds"])
+        study.set_metric_names([MIOU, GMADDS])
     for miou, gmadds in ((40.0, 1.0), (50.0, 2.0), (45.0, 3.0)):
         study.add_trial(optuna.create_trial(values=[miou, gmadds]))
     path = write_report(study, tmp_path / "report", reference=[30.0, 2.5])
@@ -302,6 +325,7 @@ def test_bare_study_without_attributes(tmp_path: Path) -> None:
     assert "Hypervolume of the front: 20," in text
 
 
+@pytest.mark.slow
 def test_cli(storage: str, tmp_path: Path) -> None:
     done = run_command("analysis.report", "study=demo", f"storage={storage}", f"out={tmp_path}")
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from analysis.heads import heads_verdict
-from analysis.load import load_study, load_trials
+from analysis.load import HEAD, RUNG, load_study, load_trials
 from analysis.pareto import non_dominated, pareto_front
 from analysis.report import format_front, write_report
 from analysis.rungs import (
@@ -29,10 +29,18 @@ from analysis.rungs import (
 )
 from search_space.spec import ArchSpec
 from tests.test_analysis_report import BUDGET, INPUT_SIZE, _create_study, build_study
-from workbench.record import GMADDS, MIOU
+from workbench.record import (
+    GMADDS,
+    MIOU,
+    Constraint,
+    ScheduleKey,
+    StudyKey,
+    TrialKey,
+    TrialStatus,
+)
 
 RUNGS = [25, 100, 400]
-SCHEDULE = {"rungs": RUNGS, "reduction": 2, "stratify": "head"}
+SCHEDULE = {ScheduleKey.RUNGS: RUNGS, ScheduleKey.REDUCTION: 2, ScheduleKey.STRATIFY: "head"}
 HEAD_PARAM = {"head": CategoricalDistribution(["dfa", "aspp", "icnet", "bisenet"])}
 
 # Eight architectures: (head, GMAdds, mIoU at each rung it completed). The first three reach
@@ -52,7 +60,7 @@ ARCHITECTURES: list[tuple[str, float, list[float]]] = [
 
 def _attrs(head: str, gmadds: float) -> dict[str, Any]:
     spec = ArchSpec(towers=1, input_size=INPUT_SIZE).replace(head=head)
-    return {"spec": spec.to_dict(), "gmadds": gmadds, "infeasible": False}
+    return {TrialKey.SPEC: spec.to_dict(), TrialKey.GMADDS: gmadds, TrialKey.INFEASIBLE: False}
 
 
 def _add(
@@ -66,21 +74,23 @@ def _add(
 ) -> int:
     """One trial of a lineage, recorded as the study driver records it; returns its number."""
     head, gmadds, mious = ARCHITECTURES[architecture]
-    attrs = {**_attrs(head, gmadds), "rung": rung, **extra}
+    attrs = {**_attrs(head, gmadds), TrialKey.RUNG: rung, **extra}
     if parent is not None:
-        attrs.update(promoted_from=parent, resumed_from_step=RUNGS[rung - 1])
+        attrs.update({TrialKey.PROMOTED_FROM: parent, TrialKey.RESUMED_FROM_STEP: RUNGS[rung - 1]})
     values = None
     if state == TrialState.COMPLETE:
         results = [[r, RUNGS[r], mious[r]] for r in range(rung + 1)]
         attrs.update(
-            steps=RUNGS[rung],
-            rung_results=results,
-            curve=[[steps, miou] for _, steps, miou in results],
-            checkpoint=f"outputs/checkpoints/{architecture}-{rung}.pt",
+            {
+                TrialKey.STEPS: RUNGS[rung],
+                TrialKey.RUNG_RESULTS: results,
+                TrialKey.CURVE: [[steps, miou] for _, steps, miou in results],
+                TrialKey.CHECKPOINT: f"outputs/checkpoints/{architecture}-{rung}.pt",
+            }
         )
         values = [mious[rung], gmadds]
     else:
-        attrs["fail_reason"] = "RuntimeError: CUDA out of memory"
+        attrs[TrialKey.FAIL_REASON] = "RuntimeError: CUDA out of memory"
     study.add_trial(
         optuna.trial.create_trial(
             state=state,
@@ -88,7 +98,7 @@ def _add(
             params={"head": head},
             distributions=HEAD_PARAM,
             user_attrs=attrs,
-            constraints={"gmadds_budget": gmadds - BUDGET},
+            constraints={Constraint.GMADDS: gmadds - BUDGET},
         )
     )
     return len(study.trials) - 1
@@ -98,7 +108,7 @@ def _scheduled(storage: str, name: str, *, top: int) -> optuna.Study:
     """The eight architectures through the rungs up to `top`, with failed promotions, one
     infeasible trial and one duplicate."""
     study = _create_study(storage, name, latency=False, dataset="synthetic")
-    study.set_user_attr("schedule", SCHEDULE)
+    study.set_user_attr(StudyKey.SCHEDULE, SCHEDULE)
     roots = [_add(study, index, 0) for index in range(len(ARCHITECTURES))]
     second = {index: _add(study, index, 1, parent=roots[index]) for index in range(4)}
     _add(study, 4, 1, parent=roots[4], state=TrialState.FAIL)
@@ -106,24 +116,24 @@ def _scheduled(storage: str, name: str, *, top: int) -> optuna.Study:
         for index in range(3):
             _add(study, index, 2, parent=second[index])
         _add(study, 3, 2, parent=second[3], state=TrialState.FAIL)
-    over = {**_attrs("dfa", 0.9), "infeasible": True, "rung": 0}
+    over = {**_attrs("dfa", 0.9), TrialKey.INFEASIBLE: True, TrialKey.RUNG: 0}
     study.add_trial(
         optuna.trial.create_trial(
             values=[0.0, 0.9],
             params={"head": "dfa"},
             distributions=HEAD_PARAM,
             user_attrs=over,
-            constraints={"gmadds_budget": 0.9 - BUDGET},
+            constraints={Constraint.GMADDS: 0.9 - BUDGET},
         )
     )
-    duplicate = {**_attrs("dfa", 0.10), "rung": 0, "duplicate_of": roots[0]}
+    duplicate = {**_attrs("dfa", 0.10), TrialKey.RUNG: 0, TrialKey.DUPLICATE_OF: roots[0]}
     study.add_trial(
         optuna.trial.create_trial(
             values=[20.0, 0.10],
             params={"head": "dfa"},
             distributions=HEAD_PARAM,
             user_attrs=duplicate,
-            constraints={"gmadds_budget": 0.10 - BUDGET},
+            constraints={Constraint.GMADDS: 0.10 - BUDGET},
         )
     )
     return study
@@ -151,27 +161,34 @@ def test_statuses_come_from_the_lineages(df: pd.DataFrame) -> None:
     status = dict(zip(df["number"], df["status"], strict=True))
     # Trials 0-7: rung 0; 8-11: rung 1 (of architectures 0-3); 12: #4's failed promotion;
     # 13-15: rung 2; 16: #11's failed promotion; 17: over budget; 18: a duplicate of #0.
-    assert [status[n] for n in range(8)] == ["promoted"] * 4 + ["stopped"] * 4
-    assert [status[n] for n in range(8, 12)] == ["promoted"] * 3 + ["stopped"]
-    assert status[12] == status[16] == "failed"
-    assert [status[n] for n in (13, 14, 15)] == ["finished"] * 3
-    assert (status[17], status[18]) == ("infeasible", "duplicate")
-    assert df.loc[df["number"] == 9, "promoted_from"].item() == 1
-    assert df.set_index("number").loc[[0, 8, 13, 12], "rung"].tolist() == [0.0, 1.0, 2.0, 1.0]
+    promoted, stopped = TrialStatus.PROMOTED, TrialStatus.STOPPED
+    assert [status[n] for n in range(8)] == [promoted] * 4 + [stopped] * 4
+    assert [status[n] for n in range(8, 12)] == [promoted] * 3 + [stopped]
+    assert status[12] == status[16] == TrialStatus.FAILED
+    assert [status[n] for n in (13, 14, 15)] == [TrialStatus.FINISHED] * 3
+    assert (status[17], status[18]) == (TrialStatus.INFEASIBLE, TrialStatus.DUPLICATE)
+    assert df.loc[df["number"] == 9, TrialKey.PROMOTED_FROM].item() == 1
+    assert df.set_index("number").loc[[0, 8, 13, 12], RUNG].tolist() == [0.0, 1.0, 2.0, 1.0]
 
 
 def test_a_study_without_schedule_keeps_its_statuses(tmp_path: Path) -> None:
     df = load_trials(build_study(f"sqlite:///{tmp_path}/s.db", "plain", n=12))
-    assert "rung" in df and df["rung"].isna().all()
-    assert set(df["status"]) <= {"finished", "infeasible", "pruned", "failed"}
-    assert "finished" in set(df["status"])
+    assert RUNG in df and df[RUNG].isna().all()
+    outcomes = {
+        TrialStatus.FINISHED,
+        TrialStatus.INFEASIBLE,
+        TrialStatus.PRUNED,
+        TrialStatus.FAILED,
+    }
+    assert set(df["status"]) <= outcomes
+    assert TrialStatus.FINISHED in set(df["status"])
 
 
 def test_the_front_is_drawn_from_the_top_rung(df: pd.DataFrame) -> None:
     front = pareto_front(df)
     assert set(front["number"]) <= {13, 14, 15} and len(front) >= 1
     # Read as if every complete trial were a result, #11 (60 mIoU at 0.12 G) would be on it.
-    complete = df[df["feasible"] & df["status"].ne("duplicate")]
+    complete = df[df["feasible"] & df["status"].ne(TrialStatus.DUPLICATE)]
     flags = non_dominated(complete[[MIOU, GMADDS]].to_numpy(), [True, False])
     assert 11 in set(complete["number"][flags])
 
@@ -179,25 +196,25 @@ def test_the_front_is_drawn_from_the_top_rung(df: pd.DataFrame) -> None:
 def test_lineages(df: pd.DataFrame) -> None:
     table = lineages(df).set_index("root")
     assert list(table.index) == list(range(8))
-    assert table.loc[0, ["last", "rung", "steps", "status", "head"]].tolist() == [
+    assert table.loc[0, ["last", RUNG, "steps", "status", HEAD]].tolist() == [
         13,
         2,
         400,
-        "finished",
+        TrialStatus.FINISHED,
         "dfa",
     ]
     assert table.loc[0, [miou_column(r) for r in range(3)]].tolist() == [20.0, 30.0, 40.0]
     assert table.loc[0, GMADDS] == pytest.approx(0.10)
     # A failed promotion leaves the parent as the lineage's last trial.
-    assert table.loc[3, ["last", "rung", "steps", "status", MIOU]].tolist() == [
+    assert table.loc[3, ["last", RUNG, "steps", "status", MIOU]].tolist() == [
         11,
         1,
         100,
-        "stopped",
+        TrialStatus.STOPPED,
         60.0,
     ]
     assert math.isnan(table.loc[3, miou_column(2)])
-    assert table.loc[4, ["last", "rung", "steps"]].tolist() == [4, 0, 25]
+    assert table.loc[4, ["last", RUNG, "steps"]].tolist() == [4, 0, 25]
     assert steps_spent(df) == (3 * 400 + 100 + 4 * 25, 8 * 400)
 
 
@@ -272,7 +289,7 @@ def test_report_has_the_schedule_section(report: Path, df: pd.DataFrame) -> None
     # The heads are compared at 400 steps, which rank the heads on this data.
     assert "rung 2, 400 steps" in text and "known not to rank" not in text
     assert "from 175 steps on (RESULTS.md), so 400 steps rank them" in text
-    assert "| promoted | 7 |" in text and "| stopped | 5 |" in text
+    assert f"| {TrialStatus.PROMOTED} | 7 |" in text and f"| {TrialStatus.STOPPED} | 5 |" in text
 
 
 def test_front_tables_show_the_steps_reached(report: Path, df: pd.DataFrame) -> None:
@@ -296,6 +313,7 @@ def test_report_without_schedule_has_no_such_section(tmp_path: Path) -> None:
             )
         )
     text = write_report(study, tmp_path / "report").read_text()
-    assert "Multi-fidelity" not in text and "| promoted |" not in text and "| stopped |" not in text
+    assert "Multi-fidelity" not in text
+    assert f"| {TrialStatus.PROMOTED} |" not in text and f"| {TrialStatus.STOPPED} |" not in text
     assert not (tmp_path / "report" / "rungs.png").exists()
     assert "steps" not in format_front(load_trials(study)).splitlines()[0]

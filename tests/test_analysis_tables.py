@@ -11,6 +11,7 @@ import pytest
 from analysis.document import Attachment, Bullets, Heading, Paragraph, Table, to_html, to_markdown
 from analysis.stats import spearman
 from analysis.tables import budget_levels, compact_genes, reasons
+from workbench.record import TrialKey, TrialStatus
 
 
 def test_spearman_matches_hand_computed_ranks() -> None:
@@ -52,14 +53,15 @@ def test_compact_genes_join_lists_and_blank_other_heads_genes() -> None:
 
 
 def test_reasons_are_grouped() -> None:
+    failed = TrialStatus.FAILED
     df = pd.DataFrame(
         {
             "number": [0, 1, 2, 3],
-            "status": ["failed", "failed", "finished", "failed"],
-            "fail_reason": ["OOM", "OOM", None, None],
+            "status": [failed, failed, TrialStatus.FINISHED, failed],
+            TrialKey.FAIL_REASON: ["OOM", "OOM", None, None],
         }
     )
-    assert reasons(df, "failed", "fail_reason") == [
+    assert reasons(df, failed, TrialKey.FAIL_REASON) == [
         "2 trials (#0, #1): OOM",
         "1 trial (#3): no reason recorded",
     ]

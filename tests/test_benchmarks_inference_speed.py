@@ -178,6 +178,7 @@ def test_command_writes_csv_and_markdown(tmp_path: Path, capsys: pytest.CaptureF
     assert "xception_b" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_onnx_column(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")

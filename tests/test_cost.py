@@ -61,6 +61,7 @@ def run_cost(*args: str) -> Outcome:
     return run_main(cost_main, list(args))
 
 
+@pytest.mark.slow
 def test_the_command_as_typed_json_with_input_and_set() -> None:
     result = run_command(
         "search_space.cost",
@@ -79,6 +80,7 @@ def test_the_command_as_typed_json_with_input_and_set() -> None:
     assert payload["gmadds"] == pytest.approx(expected.madds / 1e9, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_repeated_set_applies_every_gene() -> None:
     genes = ("expansion=2", "towers=2", "subnetwork_link=false")
     once = run_cost("dfanet_a", "--set", *genes, "--json")
@@ -97,6 +99,7 @@ def test_cli_refuses_an_option_given_twice() -> None:
     assert "--input-size is given twice" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_reads_a_spec_yaml(tmp_path: Path) -> None:
     path = tmp_path / "small.yaml"
     path.write_text("base: dfanet_a\ntowers: 2\ninput_size: [256, 256]\n")
@@ -126,6 +129,7 @@ def test_cli_malformed_yaml_is_one_line(tmp_path: Path) -> None:
     assert f"{path}: not valid YAML (line 2)" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_paper_table_lists_every_row() -> None:
     result = run_cost("--paper")
     assert result.returncode == 0, result.stderr
@@ -142,6 +146,7 @@ def test_cli_paper_table_lists_every_row() -> None:
         assert f"ours: {name}: head aspp, aspp_channels=128" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_heads_table_prices_every_head_on_backbone_a() -> None:
     result = run_cost("--heads")
     assert result.returncode == 0, result.stderr

@@ -134,6 +134,7 @@ def test_unknown_dtype() -> None:
         deploy(nn.Conv2d(3, 3, 1), dtype="int8")
 
 
+@pytest.mark.slow
 def test_compiled_path_equals_eager() -> None:
     """torch.compile with freezing, on the tiniest network (compiling takes seconds on a CPU)."""
     model = build(TINY, num_classes=3).eval()

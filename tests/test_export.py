@@ -16,6 +16,7 @@ from analysis.load import load_trials
 from analysis.pareto import pareto_front
 from search_space.cost.__main__ import main as cost_main
 from tests.support import INPUT_SIZE, SMALL, run_command, run_main
+from workbench.record import TrialKey
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +46,8 @@ def test_a_trial_goes_from_export_to_cost_to_training(
     cost = run_main(cost_main, [str(genes_file), "--json"])
     assert cost.returncode == 0, cost.stderr
     measured = json.loads(cost.stdout)
-    assert measured["madds"] == trial.user_attrs["madds"]
-    assert measured["spec"] == trial.user_attrs["spec"]
+    assert measured["madds"] == trial.user_attrs[TrialKey.MADDS]
+    assert measured["spec"] == trial.user_attrs[TrialKey.SPEC]
 
     run_dir = tmp_path / "run"
     data = [f"dataset.{key}={value}" for key, value in SMALL.items()]
@@ -58,7 +59,7 @@ def test_a_trial_goes_from_export_to_cost_to_training(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["madds"] == trial.user_attrs["madds"]
+    assert metrics["madds"] == trial.user_attrs[TrialKey.MADDS]
 
 
 def test_the_front_is_one_file_a_trial_and_onnx_carries_the_trials_weights(
@@ -82,7 +83,7 @@ def test_the_front_is_one_file_a_trial_and_onnx_carries_the_trials_weights(
     assert outcome.returncode == 0, outcome.stderr
     onnx_file = tmp_path / f"trial_{chosen}.onnx"
     onnx.checker.check_model(str(onnx_file))
-    checkpoint = study.get_trials()[chosen].user_attrs["checkpoint"]
+    checkpoint = study.get_trials()[chosen].user_attrs[TrialKey.CHECKPOINT]
     assert f"weights of {checkpoint}" in outcome.stdout
     assert "largest logit difference" in outcome.stdout
 

@@ -17,6 +17,7 @@ from experiments.study.setup import prepare
 from search_space.registry import HEAD_COMPARISON, get_arch
 from search_space.spec import HEADS
 from tests.support import merged, tiny_budget
+from workbench.record import GMADDS, MIOU, StudyKey, TrialKey
 
 
 @pytest.mark.parametrize("study", ["demo", "cityscapes"])
@@ -46,21 +47,24 @@ def test_the_first_trials_give_every_head_its_share(synthetic_root: Path, tmp_pa
 def _frame(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
     study = optuna.create_study(directions=["maximize", "minimize"])
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
-        study.set_metric_names(["mIoU", "GMAdds"])
+        study.set_metric_names([MIOU, GMADDS])
     for head, miou, gmadds in rows:
         study.add_trial(
-            optuna.trial.create_trial(values=[miou, gmadds], user_attrs={"spec": {"head": head}})
+            optuna.trial.create_trial(
+                values=[miou, gmadds], user_attrs={TrialKey.SPEC: {"head": head}}
+            )
         )
     return load_trials(study)
 
 
 def test_the_verdict_names_the_leader_per_budget_and_weighs_it_against_the_spread() -> None:
     df = _frame([("dfa", 30.0, 0.05), ("icnet", 28.0, 0.04), ("bisenet", 35.0, 0.10)])
-    attrs = {"dataset": "synthetic", "trainer": {"steps": 80}}
+    attrs = {StudyKey.DATASET: "synthetic", StudyKey.TRAINER: {"steps": 80}}
     text = heads_verdict(df, [0.05], attrs, ("ablation-heads-demo", 1.5))
     assert "Within 0.05 GMAdds, dfa leads with 30.0 mIoU, 2.0 points above icnet" in text
     assert "at any cost, bisenet leads with 35.0 mIoU, 5.0 points above dfa" in text
     assert "standard deviation of 1.5 mIoU points" in text and "under about 3.0 points" in text
     assert "80 steps are known not to rank the heads" in text
-    unmeasured = heads_verdict(df, [], {"dataset": "cityscapes", "trainer": {"steps": 10000}}, None)
-    assert "+ablation=heads_demo" in unmeasured and "known not to rank" not in unmeasured
+    cityscapes = {StudyKey.DATASET: "cityscapes", StudyKey.TRAINER: {"steps": 10000}}
+    unmeasured = heads_verdict(df, [], cityscapes, None)
+    assert "+ablation=heads +profile=demo" in unmeasured and "known not to rank" not in unmeasured

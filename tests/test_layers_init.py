@@ -1,4 +1,4 @@
-"""The initialisation that lets deep multi-tower networks train from scratch (README,
+"""The initialisation that lets deep multi-tower networks train from scratch (docs/search-space.md,
 "Initialisation"): every block starts as its shortcut, the ReLU-gated attention as the identity."""
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ def test_the_exported_kinds_are_registered() -> None:
     assert {get_arch(name).towers for name in EXPORTED} == {1, 2, 3, 4}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPORTED)
 def test_onnx_equals_eager(name: str, tmp_path: Path) -> None:
     size = smallest_input(get_arch(name))
@@ -146,6 +147,7 @@ def test_missing_package_says_how_to_install(
         export_onnx(build(TINY), TINY.input_size, tmp_path / "tiny.onnx")
 
 
+@pytest.mark.slow
 def test_search_space_imports_without_the_onnx_packages() -> None:
     blocked = "sys.modules.update(onnx=None, onnxruntime=None, onnxscript=None)"
     code = f"import sys; {blocked}; import search_space, search_space.onnx_export"

@@ -211,8 +211,8 @@ def test_a_multirun_of_two_submitit_jobs_runs_the_study_to_its_target(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """The Slurm command with submitit's local executor: the same launcher plugin, jobs as
-    processes on this machine. The URL comes from the environment, as the README says, so that
-    neither Hydra's saved multirun config nor submitit's pickled jobs hold the password."""
+    processes on this machine. The URL comes from the environment, as docs/several-hosts.md says,
+    so that neither Hydra's saved multirun config nor submitit's pickled jobs hold the password."""
     overrides = tiny_search_arguments(
         synthetic_root, tmp_path, "storage=postgres", f"study.name={STUDY}",
         f"study.n_trials={TARGET}", "tracking=none",

@@ -9,10 +9,25 @@ from torch.utils.flop_counter import FlopCounterMode
 from search_space.cost import count_madds
 from search_space.model import build
 from search_space.outputs import TrainOutput
-from search_space.registry import HEAD_COMPARISON, arch_names, get_arch, reference
+from search_space.published import find_published
+from search_space.registry import (
+    HEAD_COMPARISON,
+    arch_names,
+    get_arch,
+    matching_reference,
+    reference,
+)
 from search_space.spec import HEAD_GENES, HEADS, ArchSpec, deepest_stride
 
 NAMES = arch_names()
+# The head-comparison architectures: the paper sketches them (Fig. 1) but publishes no figure.
+HEADS_ON_BACKBONE_A = (
+    "dfa_backbone_a",
+    "aspp_backbone_a",
+    "icnet_backbone_a",
+    "bisenet_backbone_a",
+)
+PAPER_ARCHS = tuple(name for name in NAMES if name not in HEADS_ON_BACKBONE_A)
 
 
 def small_input(name: str) -> tuple[int, int]:
@@ -54,12 +69,22 @@ def test_madds_equal_torch_flop_counter(name: str) -> None:
     assert count_madds(spec).madds == counter.get_total_flops() // 2
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_every_registered_arch_has_a_published_row(name: str) -> None:
-    from search_space.published import find_published
-
-    for row in reference(name).paper_rows:
+@pytest.mark.parametrize("name", PAPER_ARCHS)
+def test_every_paper_arch_has_a_published_row(name: str) -> None:
+    rows = reference(name).paper_rows
+    assert rows, f"{name} reproduces no row of the paper"
+    for row in rows:
         assert find_published(row.table, row.model).gmadds is not None
+
+
+def test_only_the_heads_on_backbone_a_have_no_paper_row() -> None:
+    """The paper sketches the head families (Fig. 1) but publishes no figure for them on one
+    Backbone A: these are registered to be priced and trained against each other, and no paper
+    row may be matched to them. Every other registered architecture reproduces a row."""
+    unpublished = {name for name in NAMES if not reference(name).paper_rows}
+    assert unpublished == set(HEADS_ON_BACKBONE_A)
+    assert {get_arch(name).head for name in HEADS_ON_BACKBONE_A} == set(HEADS)
+    assert all(matching_reference(get_arch(name)) is None for name in HEADS_ON_BACKBONE_A)
 
 
 @pytest.mark.parametrize("name", NAMES)

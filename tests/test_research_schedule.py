@@ -69,7 +69,8 @@ def test_schedule_savings_measures_both_runs_and_exact_resumes(
     scheduled_steps = int(rows[1].split("|")[4].split()[0])
     assert full_steps == 4 * 8 and scheduled_steps < full_steps
     assert "front kept" in out
-    # The schedule's rule replayed on the first run's curves is the schedule run it measured.
+    # The study's one rule (`rule.decide`, which its workers called), replayed on the first
+    # run's curves with its reference design enqueued first, is the schedule run it measured.
     outcome = schedule_replay.replay(
         schedule_replay.load_full_run(optuna.load_study(study_name="savings-0", storage=kept)),
         reduction=2, min_steps=2,

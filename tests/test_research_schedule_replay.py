@@ -1,6 +1,6 @@
 """`experiments.research.schedule_replay` on a full run stored in a real SQLite storage, with
 hand-set curves whose replay is worked out below by the schedule's rule. (That a replay is the
-schedule run it stands for, on real training: `test_benchmarks_schedule`.)"""
+schedule run it stands for, on real training: `test_research_schedule`.)"""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from experiments.research import schedule_replay
 from experiments.config import compose_option
+from experiments.research import schedule_replay
 from experiments.research.schedule_replay import (
     BracketRanking,
     bracket_rankings,
@@ -23,7 +23,7 @@ from experiments.research.schedule_replay import (
     replay,
     settled_step,
 )
-from workbench.record import TrialKey
+from workbench.record import StudyKey, TrialKey
 
 # Architecture: (GMAdds, mIoU at 25, 100 and 400 steps).
 ARCHITECTURES = [
@@ -41,9 +41,11 @@ def store_full_run(
     architectures: Sequence[tuple[float, ...]] = ARCHITECTURES,
     steps: Sequence[int] = STEPS,
     heads: Sequence[str] | None = None,
+    infeasible_before: int | None = None,
 ) -> optuna.Study:
     """`heads`: each architecture's head, in a study of the heads space bracketed by head
-    (else every one is DFA, and there are no brackets)."""
+    (else every one is DFA, and there are no brackets); `infeasible_before`: the architecture
+    an infeasible one (never trained) was met before."""
     study = optuna.create_study(
         study_name="full", storage=f"sqlite:///{path}", directions=["maximize", "minimize"]
     )
@@ -53,9 +55,14 @@ def store_full_run(
     }
     if heads:
         config["space"] = compose_option("space", "heads")
-    study.set_user_attr("config", config)
+    study.set_user_attr(StudyKey.CONFIG, config)
     distributions = {"x": CategoricalDistribution(list(range(len(architectures))))}
     for index, (gmadds, *mious) in enumerate(architectures):
+        if index == infeasible_before:
+            study.add_trial(create_trial(
+                values=[0.0, 9.0], params={"x": index}, distributions=distributions,
+                user_attrs={TrialKey.SPEC: {"head": "dfa"}, TrialKey.INFEASIBLE: True},
+            ))  # fmt: skip
         attrs = {
             TrialKey.SPEC: {"head": heads[index] if heads else "dfa", "index": index},
             TrialKey.CURVE: [[step, miou] for step, miou in zip(steps, mious, strict=True)],
@@ -71,7 +78,7 @@ def store_full_run(
 
 def test_the_rule_replayed_on_stored_curves(tmp_path: Path) -> None:
     run = load_full_run(store_full_run(tmp_path / "full.db"))
-    assert run.top == 400 and run.held == 0
+    assert run.top == 400 and run.first_trials == [] and run.target == 8
     # At 400 steps: #7 (40 at 4.0), #1 (35 at 2.0), #0 (30 at 1.0), #2 (28 at 0.5).
     assert run.front() == {0, 1, 2, 7}
     outcome = replay(run, reduction=4, min_steps=25)
@@ -101,11 +108,23 @@ def test_enqueued_first_trials_all_run_before_any_promotion(tmp_path: Path) -> N
         1,
     ]  # #1 promoted once 4 have arrived
     held = load_full_run(store_full_run(tmp_path / "b.db", enqueued=6))
-    assert held.held == 6
+    assert held.first_trials == [{TrialKey.REFERENCE: f"design {i}"} for i in range(6)]
     assert rungs_in_order(replay(held, 4, 25))[:7] == [0] * 6 + [1]  # after the 6 have run
-    # The target reached with first trials still waiting: the driver chooses from then on.
-    early = load_full_run(store_full_run(tmp_path / "c.db", enqueued=6, n_trials=5))
-    assert early.held == 5 and rungs_in_order(replay(early, 4, 25))[:6] == [0] * 5 + [1]
+    # The target reached with a first trial still waiting: the rule chooses #1 on the 5
+    # results, and enqueues it behind the waiting first trial, which the storage hands out
+    # first, as a study's workers would run them.
+    early = load_full_run(
+        store_full_run(tmp_path / "c.db", enqueued=6, n_trials=5, architectures=ARCHITECTURES[:6])
+    )
+    assert early.target == 5
+    assert replay(early, 4, 25).lineage[:7] == [(i, 0) for i in range(6)] + [(1, 1)]
+    # An infeasible architecture met before the target counted toward it: the study reached
+    # it on 4 of the replayed ones, and chose its first promotion on their results.
+    infeasible = load_full_run(store_full_run(
+        tmp_path / "d.db", enqueued=6, n_trials=5, architectures=ARCHITECTURES[:6],
+        infeasible_before=2,
+    ))  # fmt: skip
+    assert len(infeasible.genes) == 6 and infeasible.target == 4
 
 
 def test_a_study_that_stopped_or_added_first_trials_late_is_refused(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from tests.support import (
     trial_running,
     wait_until,
 )
-from workbench.record import TrialKey
+from workbench.record import GMADDS, MIOU, RetrainKey, StudyKey, TrialKey
 
 
 def copied_search(tiny_search: Path, tmp_path: Path) -> Path:
@@ -86,14 +86,14 @@ def test_the_full_recipe_of_the_searchs_data_is_the_default(
     trials = search.get_trials()[:2]
     config = retrain_config(search, trials, [0, 1], "sqlite:///x.db", None, [])
     assert config["trainer"]["steps"] == 400  # the demo recipe, on the built-in data
-    assert config["dataset"] == search.user_attrs["config"]["dataset"]
+    assert config["dataset"] == search.user_attrs[StudyKey.CONFIG]["dataset"]
     assert config["storage"]["url"] == "sqlite:///x.db"
     assert config["study"]["name"] == "tiny-retrain"
-    assert config["output_dir"] == search.user_attrs["config"]["output_dir"]
+    assert config["output_dir"] == search.user_attrs[StudyKey.CONFIG]["output_dir"]
     assert config["study"]["keep_checkpoints"] is True  # the networks to ship
     variants = config["ablation"]["variants"]
     assert list(variants) == ["#0", "#1"]
-    assert variants["#1"] | {"input_size": [64, 128]} == trials[1].user_attrs["spec"]
+    assert variants["#1"] | {"input_size": [64, 128]} == trials[1].user_attrs[TrialKey.SPEC]
     moved = retrain_config(search, trials, [0], "sqlite:///x.db", "proxy_demo",
                            ["dataset.root=/elsewhere"])  # fmt: skip
     assert moved["dataset"]["root"] == "/elsewhere" and moved["trainer"]["steps"] == 80
@@ -112,14 +112,19 @@ def test_a_missing_study_or_bad_seeds_fail_before_any_work(tiny_search: Path) ->
 def _table(rows: list[tuple[str, float, float, bool, list[float]]]) -> pd.DataFrame:
     study = optuna.create_study(directions=["maximize", "minimize"])
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
-        study.set_metric_names(["mIoU", "GMAdds"])
+        study.set_metric_names([MIOU, GMADDS])
     proxies = {}
     for label, gmadds, proxy, on_front, seeds in rows:
-        proxies[label] = {"miou": proxy, "gmadds": gmadds, "steps": 80, "on_front": on_front}
+        proxies[label] = {
+            RetrainKey.MIOU: proxy,
+            RetrainKey.GMADDS: gmadds,
+            RetrainKey.STEPS: 80,
+            RetrainKey.ON_FRONT: on_front,
+        }
         for seed, miou in enumerate(seeds):
-            study.add_trial(optuna.trial.create_trial(
-                values=[miou, gmadds], user_attrs={"variant": label, "seed": seed}))  # fmt: skip
-    return retrain_table(load_trials(study), {"study": "s", "trials": proxies})
+            cell = {TrialKey.VARIANT: label, TrialKey.SEED: seed}
+            study.add_trial(optuna.trial.create_trial(values=[miou, gmadds], user_attrs=cell))
+    return retrain_table(load_trials(study), {RetrainKey.STUDY: "s", RetrainKey.TRIALS: proxies})
 
 
 def test_the_front_held_counts_proxy_front_trials_still_non_dominated() -> None:

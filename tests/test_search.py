@@ -23,6 +23,7 @@ from tests.support import (
     trial_running,
     wait_until,
 )
+from workbench.record import GMADDS, LATENCY, MIOU, Constraint, TrialKey
 
 pytestmark = pytest.mark.slow
 
@@ -41,26 +42,26 @@ def test_study_completes_and_resumes(synthetic_root: Path, tmp_path: Path) -> No
     study = load(tmp_path)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 3
-    assert study.metric_names == ["mIoU", "GMAdds"]
+    assert study.metric_names == [MIOU, GMADDS]
     first = complete[0]
-    assert first.user_attrs["reference"] == "xception_b"
+    assert first.user_attrs[TrialKey.REFERENCE] == "xception_b"
     for trial in complete:
         miou, gmadds = trial.values
-        assert 0 < miou <= 100 and gmadds == pytest.approx(trial.user_attrs["gmadds"])
-        assert trial.user_attrs["spec"]["input_size"] == [64, 128]
-        assert [step for step, _ in trial.user_attrs["curve"]] == [2, 4]
+        assert 0 < miou <= 100 and gmadds == pytest.approx(trial.user_attrs[TrialKey.GMADDS])
+        assert trial.user_attrs[TrialKey.SPEC]["input_size"] == [64, 128]
+        assert [step for step, _ in trial.user_attrs[TrialKey.CURVE]] == [2, 4]
         for key in (
-            "n_params",
-            "madds",
-            "fvcore_total",
-            "train_seconds",
-            "images_per_second",
-            "device",
+            TrialKey.N_PARAMS,
+            TrialKey.MADDS,
+            TrialKey.FVCORE_TOTAL,
+            TrialKey.TRAIN_SECONDS,
+            TrialKey.IMAGES_PER_SECOND,
+            TrialKey.DEVICE,
             "torch",
             "optuna",
-            "seed",
+            TrialKey.SEED,
             "git_commit",
-            "latency_ms",  # the demo records latency without making it an objective
+            TrialKey.LATENCY_MS,  # the demo records latency without making it an objective
         ):
             assert key in trial.user_attrs, key
     assert "finished 3/3" in result.stdout
@@ -74,8 +75,8 @@ def test_study_completes_and_resumes(synthetic_root: Path, tmp_path: Path) -> No
     assert sorted(numbers) == list(range(len(numbers)))
     # The reference design, finished in the first run, is not enqueued again on resume; the
     # resumed run's sampler proposes new architectures, not the first run's again.
-    assert sum(t.user_attrs.get("reference") == "xception_b" for t in trials) == 1
-    assert not [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert sum(t.user_attrs.get(TrialKey.REFERENCE) == "xception_b" for t in trials) == 1
+    assert not [t for t in trials if TrialKey.DUPLICATE_OF in t.user_attrs]
 
 
 def test_failed_trial_is_recorded_and_the_study_goes_on(
@@ -94,16 +95,17 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials]
-    assert "gene 'towers'" in failed[0].user_attrs["fail_reason"]
+    reasons = [(t.number, t.state, t.user_attrs.get(TrialKey.FAIL_REASON)) for t in trials]
+    assert len(failed) == 1, reasons
+    assert "gene 'towers'" in failed[0].user_attrs[TrialKey.FAIL_REASON]
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
 
 
 @pytest.mark.parametrize(
     ("budget", "constraint"),
     [
-        ("study.gmadds_budget=0.0001", "gmadds_budget"),
-        ("study.latency_budget_ms=0.001", "latency_budget"),
+        ("study.gmadds_budget=0.0001", Constraint.GMADDS),
+        ("study.latency_budget_ms=0.001", Constraint.LATENCY),
     ],
 )
 def test_infeasible_trials_are_not_trained(
@@ -115,10 +117,10 @@ def test_infeasible_trials_are_not_trained(
     result = run_search(synthetic_root, tmp_path, "study.n_trials=2", budget)
     assert result.returncode == 0, result.stderr[-3000:]
     for trial in load(tmp_path).get_trials():
-        assert trial.user_attrs["infeasible"] is True
+        assert trial.user_attrs[TrialKey.INFEASIBLE] is True
         assert list(trial.constraints) == [constraint]
         assert trial.constraints[constraint] > 0
-        assert "curve" not in trial.user_attrs
+        assert TrialKey.CURVE not in trial.user_attrs
 
 
 def test_latency_as_a_third_objective(synthetic_root: Path, tmp_path: Path) -> None:
@@ -127,11 +129,11 @@ def test_latency_as_a_third_objective(synthetic_root: Path, tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr[-3000:]
     study = load(tmp_path)
-    assert study.metric_names == ["mIoU", "GMAdds", "latency_ms"]
+    assert study.metric_names == [MIOU, GMADDS, LATENCY]
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
-        latency = trial.user_attrs["latency"]
-        assert trial.values[2] == trial.user_attrs["latency_ms"] == latency["median_ms"]
+        latency = trial.user_attrs[TrialKey.LATENCY_RESULT]
+        assert trial.values[2] == trial.user_attrs[TrialKey.LATENCY_MS] == latency["median_ms"]
         assert 0 < latency["p10_ms"] <= latency["median_ms"] <= latency["p90_ms"]
         assert latency["repeats"] >= 5 and latency["threads"] == 1
         assert latency["input_size"] == [64, 128] and latency["path"] != "eager"
@@ -201,7 +203,9 @@ def test_killed_worker_trial_is_failed_and_retried(synthetic_root: Path, tmp_pat
     try:
         wait_until(
             # Its architecture chosen (every parameter suggested), so the retry can be compared.
-            lambda: trial_running(tmp_path / "studies.db", "spec") or process.poll() is not None,
+            lambda: (
+                trial_running(tmp_path / "studies.db", TrialKey.SPEC) or process.poll() is not None
+            ),
             timeout=120,
             what="a trial to start",
         )

@@ -32,7 +32,7 @@ from tests.support import (
 )
 from workbench.record import StudyKey, TrialKey
 from workbench.secrets import mask_secrets
-from workbench.storage import StorageError, make_storage
+from workbench.storage import RdbStorageSettings, StorageError, make_storage
 
 
 def tiny_config(root: Path, tmp_path: Path, *overrides: str) -> dict:
@@ -72,7 +72,7 @@ def test_a_stop_signal_fails_the_running_trial_and_enqueues_it_again(
     )  # fmt: skip
     with command_group("experiments.search", *arguments) as process:
         # Mid-trial: its architecture chosen, so it is enqueued again as it was.
-        chosen = lambda: trial_running(tmp_path / "studies.db", "spec")  # noqa: E731
+        chosen = lambda: trial_running(tmp_path / "studies.db", TrialKey.SPEC)  # noqa: E731
         wait_until(chosen, timeout=120, what="a trial to choose its architecture")
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
@@ -185,12 +185,14 @@ def test_a_resume_with_changed_settings_is_refused_before_any_work(
 
 def test_the_stored_config_masks_passwords(synthetic_root: Path, tmp_path: Path) -> None:
     url = "postgresql://ann:s3cret@db:5432/x"
-    # A URL in a free key and in a defining section (the dataset's): both copies are masked.
-    config = tiny_config(synthetic_root, tmp_path, f"+notes={url}", f"+dataset.origin={url}")
+    # A URL in a free-text setting and in a defining section (the space's): all copies masked.
+    config = tiny_config(
+        synthetic_root, tmp_path, f"tracking.project={url}", f"+space.origin={url}"
+    )
     study = start_study(prepare(config))
     stored = str(study.user_attrs[StudyKey.CONFIG]) + str(study.user_attrs[StudyKey.DEFINITION])
     assert "s3cret" not in stored
-    assert stored.count("postgresql://ann:***@db:5432/x") == 3  # config: notes, dataset; definition
+    assert stored.count("postgresql://ann:***@db:5432/x") == 3  # config: 2; definition: space
 
 
 # ----------------------------------------------------------------- two commands, one study
@@ -221,7 +223,7 @@ def test_an_architecture_proposed_twice_is_trained_once(
 
 def _open(url: str) -> None:
     make_storage(
-        {"kind": "rdb", "url": url, "heartbeat_interval": 10, "grace_period": 30, "max_retry": 1}
+        RdbStorageSettings(kind="rdb", url=url, heartbeat_interval=10, grace_period=30, max_retry=1)
     )
 
 
@@ -230,6 +232,7 @@ def _open_together(url: str, barrier: threading.Barrier) -> None:
     _open(url)
 
 
+@pytest.mark.slow
 def test_storage_creation_is_safe_when_raced(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     for attempt in range(2):
@@ -279,6 +282,7 @@ def test_the_command_masks_the_password_and_exits_2(synthetic_root: Path, tmp_pa
     assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 3
 
 
+@pytest.mark.slow
 def test_an_unwritable_report_folder_fails_at_start(synthetic_root: Path, tmp_path: Path) -> None:
     # A file where the reports folder should be: as unwritable as a read-only folder, even to
     # root (who may write into a read-only one).

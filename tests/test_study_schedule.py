@@ -15,8 +15,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
-from experiments.research import schedule_sizing
 from experiments.config import compose_config
+from experiments.research import schedule_sizing
 from experiments.study.progress import count_trials, progress_line
 from experiments.study.schedule import (
     Schedule,

@@ -1,5 +1,5 @@
 """A throwaway PostgreSQL server, for a test session or a benchmark: the real server binaries
-(Debian's `postgresql` package, installed by `.ci/postgres-server.sh`), a fresh cluster in a
+(Debian's `postgresql` package, installed by `make test-deps`), a fresh cluster in a
 temporary folder, reached over TCP on 127.0.0.1 with a password, as a remote host reaches it."""
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-INSTALL_HINT = (
-    "the set-up installs them: .ci/postgres-server.sh (apt-get install postgresql on Debian)"
-)
+INSTALL_HINT = "run 'sudo make test-deps' (apt-get install postgresql on Debian)"
 # The unprivileged user that runs the server when the tests run as root: PostgreSQL refuses
 # to run as root, and Debian's package creates this user.
 SERVER_USER = "postgres"

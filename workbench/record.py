@@ -6,12 +6,14 @@ rebuilt a year from now reads the same keys), so a name here is renamed only wit
 
 - Objectives: the study's metric names (`study.set_metric_names`), in this order.
 - `TrialKey`: the user attributes of one trial; `Constraint`: its constraints' names.
-- `StudyKey`: the user attributes of the study.
-- Status: what `analysis` calls a trial, from its Optuna state and its feasibility.
+- `StudyKey`: the user attributes of the study; `AblationKey`, `ScheduleKey` and
+  `RetrainKey`: the keys of three of them.
+- `TrialStatus`: what `analysis` calls a trial, from its Optuna state and its feasibility.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
 # --------------------------------------------------------------------------------- objectives
@@ -87,7 +89,7 @@ class StudyKey:
 
     KIND: Final = "kind"  # KIND_SEARCH or KIND_ABLATION
     SPACE: Final = "space"  # the search space's name
-    ABLATION: Final = "ablation"  # the ablation's name, baseline, seeds and variants
+    ABLATION: Final = "ablation"  # the ablation, under `AblationKey`'s names
     DATASET: Final = "dataset"
     SPLIT: Final = "split"  # the split trials are scored on
     INPUT_SIZE: Final = "input_size"
@@ -99,21 +101,61 @@ class StudyKey:
     CONFIG: Final = "config"  # the whole composed configuration, passwords masked
     DEFINITION: Final = "definition"  # the settings a resume must not change (flat, dotted)
     INITIALISED: Final = "initialised"  # set once the study is described
-    SCHEDULE: Final = "schedule"  # {"rungs": [steps, ...], "reduction": r, "stratify": gene}
-    # A retraining (experiments.retrain): {"study": the search, "trials": {"#N": what it measured}}
-    RETRAIN_OF: Final = "retrain_of"
+    SCHEDULE: Final = "schedule"  # the multi-fidelity schedule, under `ScheduleKey`'s names
+    RETRAIN_OF: Final = "retrain_of"  # a retraining (experiments.retrain): see `RetrainKey`
+
+
+class AblationKey:
+    """An ablation study's grid (`StudyKey.ABLATION`): NAME, BASELINE (a variant's label), SEEDS
+    and VARIANTS, per variant's label its SPEC and, where the paper has its row, the row's name
+    and figures (Cityscapes val, 1024x1024)."""
+
+    NAME: Final = "name"
+    BASELINE: Final = "baseline"
+    SEEDS: Final = "seeds"
+    VARIANTS: Final = "variants"
+    SPEC: Final = "spec"  # ArchSpec.to_dict()
+    PAPER_ROW: Final = "paper_row"  # "<table>: <model>"
+    PAPER_MIOU: Final = "paper_miou"
+    PAPER_GMADDS: Final = "paper_gmadds"
+
+
+class ScheduleKey:
+    """The study's multi-fidelity schedule (`StudyKey.SCHEDULE`)."""
+
+    RUNGS: Final = "rungs"  # the training steps of each rung, lowest first
+    REDUCTION: Final = "reduction"  # the top 1/reduction of a rung's trials are promoted
+    STRATIFY: Final = "stratify"  # the gene each of whose values is a bracket of its own, or None
+
+
+class RetrainKey:
+    """What a retraining stores of its search (`StudyKey.RETRAIN_OF`): the search's name under
+    STUDY, and under TRIALS, per retrained trial (`"#N"`), what the search measured of it."""
+
+    STUDY: Final = "study"
+    TRIALS: Final = "trials"
+    NUMBER: Final = "number"  # the trial's number in the search
+    MIOU: Final = "miou"  # its proxy mIoU
+    GMADDS: Final = "gmadds"
+    STEPS: Final = "steps"  # the proxy training steps it reached
+    ON_FRONT: Final = "on_front"  # whether it was on the search's Pareto front
 
 
 KIND_SEARCH: Final = "search"
 KIND_ABLATION: Final = "ablation"
 
+
 # ------------------------------------------------------------------------------- status
-STATUS_FINISHED: Final = "finished"  # complete and feasible: it may be on the front
-STATUS_INFEASIBLE: Final = "infeasible"  # complete but over a budget: never trained
-STATUS_DUPLICATE: Final = "duplicate"  # complete, reusing an earlier trial's result: no new point
-STATUS_PROMOTED: Final = "promoted"  # complete at a rung, continued at the next: superseded
-STATUS_STOPPED: Final = "stopped"  # complete at a rung below the study's highest, not promoted
-STATUS_PRUNED: Final = "pruned"
-STATUS_FAILED: Final = "failed"
-STATUS_RUNNING: Final = "running"
-STATUS_WAITING: Final = "waiting"
+class TrialStatus(StrEnum):
+    """What `analysis` calls a trial, from its Optuna state, its feasibility and its schedule;
+    derived when a study is read, never stored in it. Members in the order a report counts them."""
+
+    FINISHED = "finished"  # complete and feasible: it may be on the front
+    PROMOTED = "promoted"  # complete at a rung, continued at the next: superseded
+    STOPPED = "stopped"  # complete at a rung below the study's highest, not promoted
+    INFEASIBLE = "infeasible"  # complete but over a budget: never trained
+    DUPLICATE = "duplicate"  # complete, reusing an earlier trial's result: no new point
+    PRUNED = "pruned"
+    FAILED = "failed"
+    RUNNING = "running"
+    WAITING = "waiting"

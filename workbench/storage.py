@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import optuna
 import sqlalchemy.exc
@@ -96,23 +96,44 @@ def _first_line(error: sqlalchemy.exc.DBAPIError) -> str:
     return str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]
 
 
-def make_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
+@dataclass(frozen=True)
+class RdbStorageSettings:
+    """`storage=sqlite|postgres` (`conf/storage/`): an SQLAlchemy URL, with heartbeats."""
+
+    kind: Literal["rdb"]
+    url: str
+    heartbeat_interval: int  # seconds between a running trial's heartbeats
+    grace_period: int  # seconds without one after which the trial is failed
+    max_retry: int  # times a failed trial is retried
+    # A trial whose process died is noticed (failed, then retried).
+    heartbeats: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class JournalStorageSettings:
+    """`storage=journal`: a journal file, for several processes on one machine."""
+
+    kind: Literal["journal"]
+    path: Path
+    heartbeats: ClassVar[bool] = False  # Optuna gives journal storages none
+
+
+StorageSettings = RdbStorageSettings | JournalStorageSettings
+
+
+def make_storage(settings: StorageSettings) -> optuna.storages.BaseStorage:
     """RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose process died is
     failed after `grace_period` seconds and retried up to `max_retry` times. Journal files have
     no heartbeats (Optuna's limitation): a crashed trial stays RUNNING there."""
-    kind = config["kind"]
-    if kind == "journal":
-        path = Path(config["path"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if kind != "rdb":
-        raise StorageError(f"storage.kind must be 'rdb' or 'journal', got {kind!r}")
+    if isinstance(settings, JournalStorageSettings):
+        settings.path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(settings.path)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=int(config["max_retry"]))
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)
     return open_rdb_storage(
-        str(config["url"]),
-        heartbeat_interval=int(config["heartbeat_interval"]),
-        grace_period=int(config["grace_period"]),
+        settings.url,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
         heartbeat_stale_trial_callback=retry,
     )

@@ -25,7 +25,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,14 +36,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.plots import save_figure
-from experiments.config import compose_config
+from experiments.config import compose_config, read_value
 from experiments.study.progress import count_trials
 from search_space.space import SearchSpace, load_space
 from workbench.cli import CommandParser
 from workbench.files import write_csv
 from workbench.postgres_server import PostgresUnavailable, start_server
 from workbench.record import TrialKey
-from workbench.storage import make_storage
+from workbench.storage import StorageSettings, make_storage
 
 PHASES = ("reads", "ask", "suggest", "attributes", "tell")
 STORAGES = ("sqlite", "journal", "postgres")
@@ -57,12 +57,12 @@ def trial_attributes() -> dict[str, Any]:
         TrialKey.HOST: "gpu-node-17", TrialKey.SEED: 0, TrialKey.N_PARAMS: 2_143_744,
         TrialKey.MADDS: 3_412_112_384, TrialKey.GMADDS: 3.412, TrialKey.FVCORE_TOTAL: 3.41e9,
         TrialKey.SPEC: {f"gene_{i}": [32, 64, 128] for i in range(20)},
-        "device": "cuda", "device_name": "NVIDIA H200", "python": "3.11.9", "torch": "2.13.0",
-        "optuna": "5.0.0", "git_commit": "0" * 40, TrialKey.INFEASIBLE: False,
+        TrialKey.DEVICE: "cuda", TrialKey.DEVICE_NAME: "NVIDIA H200", "python": "3.11.9",
+        "torch": "2.13.0", "optuna": "5.0.0", "git_commit": "0" * 40, TrialKey.INFEASIBLE: False,
         TrialKey.LATENCY_MS: 12.5, TrialKey.LATENCY_RESULT: {"median_ms": 12.5, "runs": 50},
         TrialKey.CURVE: [[250 * i, 0.5 + i / 100] for i in range(CURVE_POINTS)],
         TrialKey.PER_CLASS_IOU: [0.5] * CITYSCAPES_CLASSES, TrialKey.STEPS: 10_000,
-        "final_loss": 0.41, "images_per_second": 42.0, TrialKey.TRAIN_SECONDS: 5400.0,
+        TrialKey.FINAL_LOSS: 0.41, TrialKey.IMAGES_PER_SECOND: 42.0, TrialKey.TRAIN_SECONDS: 5400.0,
         TrialKey.WALL_SECONDS: 5460.0,
     }  # fmt: skip
 
@@ -82,7 +82,7 @@ class WorkerRun:
 
 
 def run_trials(
-    storage_config: Mapping[str, Any], study_name: str, trials: int, work_seconds: float, seed: int
+    storage_config: StorageSettings, study_name: str, trials: int, work_seconds: float, seed: int
 ) -> WorkerRun:
     """A worker: `trials` tiny trials on the study, timed phase by phase."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -142,7 +142,7 @@ class Throughput:
 
 
 def measure(
-    kind: str, storage_config: Mapping[str, Any], workers: int, trials: int, work_seconds: float
+    kind: str, storage_config: StorageSettings, workers: int, trials: int, work_seconds: float
 ) -> list[WorkerRun]:
     """`workers` processes on one new study, each running `trials` trials."""
     name = f"scaling-{kind}-{workers}-{time.time_ns()}"
@@ -150,7 +150,7 @@ def measure(
         study_name=name, storage=make_storage(storage_config), directions=["maximize", "minimize"]
     )
     context = multiprocessing.get_context("spawn")
-    arguments = [(dict(storage_config), name, trials, work_seconds, i) for i in range(workers)]
+    arguments = [(storage_config, name, trials, work_seconds, i) for i in range(workers)]
     with context.Pool(workers) as pool:
         return pool.starmap(run_trials, arguments)
 
@@ -180,10 +180,10 @@ def throughput(kind: str, runs: list[WorkerRun], one_worker_rate: float | None) 
 @contextmanager
 def storages(
     folder: Path, postgres_url: str | None, kinds: tuple[str, ...]
-) -> Iterator[dict[str, dict[str, Any] | str]]:
+) -> Iterator[dict[str, StorageSettings | str]]:
     """Each storage's config as its conf/storage option sets it (heartbeats, retries), with its
     file in `folder`; one that cannot be had here is the reason, as text."""
-    configs: dict[str, dict[str, Any] | str] = {}
+    configs: dict[str, StorageSettings | str] = {}
     server = None
     try:
         for kind in kinds:
@@ -197,7 +197,8 @@ def storages(
                         configs[kind] = f"not run: {error}"
                         continue
                 overrides.append(f"storage.url={postgres_url}")
-            configs[kind] = dict(compose_config("search", ["+study=demo", *overrides])["storage"])
+            composed = compose_config("search", ["+study=demo", *overrides])["storage"]
+            configs[kind] = read_value(StorageSettings, composed, "storage")
         yield configs
     finally:
         if server is not None:

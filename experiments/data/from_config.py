@@ -1,10 +1,10 @@
-"""Build the train and validation sets a config names (`conf/dataset/*.yaml`)."""
+"""The dataset settings (`conf/dataset/*.yaml`) and the train and validation sets they name."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from experiments.data import (
     NUM_CLASSES,
@@ -13,45 +13,79 @@ from experiments.data import (
     TrainTransform,
     ensure_synthetic_cityscapes,
 )
+from workbench.cli import parse_size
 
-DATASET_NAMES = ("synthetic", "cityscapes")
+# An input size as a user spells it (`512x1024`) or a YAML list holds it (`[512, 1024]`).
+InputSize = Annotated[tuple[int, int], parse_size]
 
 
-def dataset_root(config: Mapping[str, Any]) -> Path | None:
+@dataclass(frozen=True)
+class DatasetSection:
+    """What every dataset's section holds (`dataset=NAME` chooses one of the classes below)."""
+
+    root: str | None  # the folder in Cityscapes layout
+    train_split: str
+    val_split: str
+    input_size: InputSize  # the resolution networks run at on this data
+    cache: bool  # decoded samples kept in memory
+
+    def record(self) -> dict[str, Any]:
+        """The section as `conf/` spells it: recorded in checkpoints and metrics, so that a
+        later evaluation scores a network on the data it was trained for."""
+        height, width = self.input_size
+        return {**asdict(self), "input_size": f"{height}x{width}"}
+
+
+@dataclass(frozen=True)
+class SyntheticData(DatasetSection):
+    """The built-in synthetic Cityscapes: generated into `root` (None: the cache folder)."""
+
+    name: Literal["synthetic"]
+    n_train: int
+    n_val: int
+    height: int
+    width: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class CityscapesData(DatasetSection):
+    name: Literal["cityscapes"]
+
+
+DatasetSettings = SyntheticData | CityscapesData
+
+
+def dataset_root(settings: DatasetSettings) -> Path | None:
     """The folder in Cityscapes layout; the synthetic set is generated (once) if needed."""
-    name = config.get("name")
-    if name == "synthetic":
+    if isinstance(settings, SyntheticData):
         return ensure_synthetic_cityscapes(
-            config.get("root"),
-            n_train=config["n_train"],
-            n_val=config["n_val"],
-            height=config["height"],
-            width=config["width"],
-            seed=config["seed"],
+            settings.root,
+            n_train=settings.n_train,
+            n_val=settings.n_val,
+            height=settings.height,
+            width=settings.width,
+            seed=settings.seed,
         )
-    if name == "cityscapes":
-        root = config.get("root")
-        return Path(root) if root else None  # CityscapesDataset explains a missing root
-    raise ValueError(f"dataset.name must be one of {list(DATASET_NAMES)}, got {name!r}")
+    return Path(settings.root) if settings.root else None  # CityscapesDataset explains None
 
 
 def build_datasets(
-    config: Mapping[str, Any],
+    settings: DatasetSettings,
     *,
     input_size: tuple[int, int],
     scale_range: tuple[float, float],
 ) -> tuple[CityscapesDataset, CityscapesDataset, int]:
     """(train set, validation set, number of classes). Indexing checks every file's header,
     so a broken dataset fails here, before any training."""
-    root = dataset_root(config)
-    cache = bool(config["cache"])  # decoded samples kept in memory (see the class)
+    root = dataset_root(settings)
     train = CityscapesDataset(
         root,
-        config["train_split"],
+        settings.train_split,
         TrainTransform(crop_size=input_size, scale_range=scale_range, base_size=input_size),
-        cache=cache,
+        cache=settings.cache,
     )
     val = CityscapesDataset(
-        root, config["val_split"], EvalTransform(input_size=input_size), cache=cache
+        root, settings.val_split, EvalTransform(input_size=input_size), cache=settings.cache
     )
     return train, val, NUM_CLASSES

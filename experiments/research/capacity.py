@@ -4,7 +4,7 @@ Trains each reference architecture with the demo trainer (`conf/trainer/demo.yam
 hundred steps at 128x256 on a CPU) on the synthetic Cityscapes, once per seed, and prints one
 row per architecture: GMAdds at the input, parameters, validation mIoU (mean and each seed's),
 the mean IoU of the thin classes (pole, traffic light, traffic sign: what needs a decoder's
-resolution) and training time. The README's capacity table comes from this script.
+resolution) and training time. RESULTS.md's capacity table comes from this script.
 """
 
 from __future__ import annotations

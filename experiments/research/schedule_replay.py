@@ -1,13 +1,14 @@
 """The schedule replayed on a stored full run: `python -m experiments.research.schedule_replay`
 
 Takes a stored study that trained every architecture to the top budget and evaluated it on the
-way (`trainer.eval_every` dividing every rung's budget), and replays the multi-fidelity
-schedule's own rule (the very `Schedule` a study runs, its brackets as the driver sets them;
-one worker; the architectures in the order the study met them, its enqueued first trials before
-any promotion, as the driver runs them) for each rung setting asked: every `--reduction` with
-every `--min-steps`. A trial's mIoU at a rung is the full run's evaluation at that step, which
-is exactly what the schedule's trial would measure (training is a function of the seed and the
-step: `schedule_savings` shows the gap is 0). So a replay is the one-worker schedule run of the
+way (`trainer.eval_every` dividing every rung's budget), and replays the study's own scheduling
+rule (`experiments.study.rule.decide`, the very function a study's workers call, on the
+`Schedule` a study runs, its brackets as the driver sets them; one worker; the architectures in
+the order the study met them, its first trials enqueued as the study enqueues them) for each
+rung setting asked: every `--reduction` with every `--min-steps`. A trial's mIoU at a rung is
+the full run's evaluation at that step, which is exactly what the schedule's trial would
+measure (training is a function of the seed and the step: `schedule_savings` shows the gap is
+0). So a replay is the one-worker schedule run of the
 same architectures: exact where the schedule run would draw them in the same order (the random
 sampler, as `schedule_savings` uses; TPE and NSGA-II learn from the rungs and draw others).
 Prints, per setting, the trials at each rung, the training steps against the full run's, which
@@ -32,15 +33,17 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.trial import FrozenTrial, TrialState
 
 from analysis.hypervolume import hypervolume
 from analysis.pareto import non_dominated
 from analysis.stats import kendall_tau
-from experiments.study.schedule import Schedule, ScheduleConfig, first_front
+from experiments.study.progress import is_finished_architecture
+from experiments.study.rule import Abort, RunEnqueued, StartNew, Stop, Wait, decide
+from experiments.study.schedule import Promotion, Schedule, ScheduleConfig, first_front
 from experiments.study.setup import varied_gene
+from search_space.space import load_space
 from workbench.cli import CommandParser
 from workbench.record import StudyKey, TrialKey
 
@@ -53,40 +56,66 @@ def replay_rule(
     genes: Sequence[Mapping[str, Any]],
     measure: Measure,
     *,
-    enqueued: int = 0,
+    n_trials: int,
+    first_trials: Sequence[Mapping[str, Any]] = (),
 ) -> optuna.Study:
-    """Run `schedule`'s rule to its end on `measure`d results, one worker: whenever nothing is
-    promotable the next architecture arrives (`genes[i]`, its spec: what brackets read). The
-    first `enqueued` architectures arrive before any promotion is chosen, as a study runs its
-    enqueued first trials. Returns an in-memory study of every trial run (`rung` on each)."""
+    """Run the study's rule (`decide`) to its end on `measure`d results, one worker, in an
+    in-memory study: the architectures are `genes` in the order the study met them (each one's
+    spec: what brackets read), the first `len(first_trials)` enqueued at the start with those
+    user attributes, as a study enqueues its first trials, the others drawn in turn whenever the
+    rule starts a new one, up to `n_trials` finished. Returns the study: every trial that ran is
+    COMPLETE with its `rung`; a first trial the rule never ran is left waiting, as in a study."""
+    if max(len(first_trials), n_trials) > len(genes):
+        raise ValueError(
+            f"a replay of {len(genes)} architectures cannot enqueue {len(first_trials)} first "
+            f"or run to a target of {n_trials}"
+        )
     study = optuna.create_study(directions=list(schedule.directions))
-    distributions = {"architecture": CategoricalDistribution(list(range(len(genes))))}
+    choices = list(range(len(genes)))
+    for index, attrs in enumerate(first_trials):
+        study.enqueue_trial({"architecture": index}, user_attrs=dict(attrs))
+    drawn = iter(range(len(first_trials), len(genes)))
 
-    def run(index: int, rung: int, attrs: Mapping[str, Any]) -> None:
-        study.add_trial(create_trial(
-            values=list(measure(index, rung)), params={"architecture": index},
-            distributions=distributions,
-            user_attrs={TrialKey.SPEC: dict(genes[index]), TrialKey.RUNG: rung, **attrs},
-        ))  # fmt: skip
+    def run_next() -> None:
+        trial = study.ask()  # the oldest waiting trial, else a new one, as `optimize` asks
+        index = trial.suggest_categorical("architecture", choices)
+        rung = trial.user_attrs.get(TrialKey.RUNG, 0)  # a promotion is enqueued with its own
+        trial.set_user_attr(TrialKey.SPEC, dict(genes[index]))
+        trial.set_user_attr(TrialKey.RUNG, rung)
+        study.tell(trial, list(measure(index, rung)))
 
-    arrived = 0
     while True:
-        promotion = None
-        if arrived >= enqueued:
-            trials = study.get_trials(deepcopy=False)
-            promotion = schedule.next_promotion(trials, sampling_done=arrived == len(genes))
-        if promotion is not None:
-            index = int(promotion.parent.params["architecture"])
-            run(index, promotion.rung, {TrialKey.PROMOTED_FROM: promotion.parent.number})
-        elif arrived < len(genes):
-            run(arrived, 0, {})
-            arrived += 1
-        else:
-            return study
+        # One worker that nothing fails: no trial runs elsewhere, fails or repeats.
+        decision = decide(
+            study.get_trials(deepcopy=False),
+            n_trials=n_trials,
+            schedule=schedule,
+            heartbeats=False,
+            failed_since_start=0,
+            max_failed_trials=1,
+            repeats=0,
+        )
+        match decision:
+            case Promotion():
+                study.enqueue_trial(decision.parent.params, user_attrs=decision.user_attrs())
+            case StartNew():
+                study.enqueue_trial({"architecture": next(drawn)})  # the sampler's draw
+                run_next()
+            case RunEnqueued():
+                run_next()
+            case Stop():
+                return study
+            case Wait() | Abort():
+                raise AssertionError(f"{decision} in a replay, where nothing runs elsewhere")
+
+
+def ran(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials a replay ran, in order."""
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
 def trials_per_rung(schedule: Schedule, study: optuna.Study) -> list[int]:
-    rungs = [t.user_attrs[TrialKey.RUNG] for t in study.get_trials(deepcopy=False)]
+    rungs = [t.user_attrs[TrialKey.RUNG] for t in ran(study)]
     return [rungs.count(rung) for rung in range(len(schedule.rungs))]
 
 
@@ -108,7 +137,8 @@ class FullRun:
     curves: list[dict[int, float]]  # step -> mIoU
     costs: list[tuple[float, ...]]  # the objectives after mIoU
     numbers: list[int]  # the stored trial numbers
-    held: int  # the first ones that run before any promotion may be chosen
+    first_trials: list[dict[str, Any]]  # the user attributes the first ones were enqueued with
+    target: int  # how many of them the study finished by its target: the replay's target
     top: int  # the budget every architecture reached
     stratify: str | None  # the brackets a schedule of this study would have
     failed: int  # trials that failed (each retried by a later one, or never measured)
@@ -162,16 +192,20 @@ def load_full_run(study: optuna.Study) -> FullRun:
             f"study {name!r}: its trials ended at {sorted(map(str, budgets))} steps; a replay "
             "needs every one at the same top budget"
         )
-    enqueued = [_was_enqueued(t) for t in trials]
-    if any(enqueued[enqueued.count(True) :]):
+    enqueued_as = [
+        {key: t.user_attrs[key] for key in _ENQUEUED_AS if key in t.user_attrs} for t in trials
+    ]
+    first = sum(map(bool, enqueued_as))
+    if any(enqueued_as[first:]):
         raise ValueError(
             f"study {name!r}: an enqueued first trial ran after sampled ones (a resume that "
             "added designs, or a retry): the replay cannot know when the study would have "
             "begun promoting"
         )
-    # The driver chooses promotions once the enqueued first trials have run, or once the
-    # target is reached while some still wait.
-    target = int(settings.get("n_trials", len(trials)))
+    # The study reached its target at its `n_trials`-th finished architecture. An infeasible
+    # one counts but is never trained: the replay, without it, reaches the target sooner.
+    finished = [t.number for t in everything if is_finished_architecture(t)]
+    counted = set(finished[: int(settings.get("n_trials", len(finished)))])
     return FullRun(
         name=study.study_name,
         directions=tuple(study.directions),
@@ -179,9 +213,13 @@ def load_full_run(study: optuna.Study) -> FullRun:
         curves=[_curve(t) for t in trials],
         costs=[tuple(_values(t)[1:]) for t in trials],
         numbers=[t.number for t in trials],
-        held=min(enqueued.count(True), target),
+        first_trials=enqueued_as[:first],
+        target=sum(t.number in counted for t in trials),
         top=int(budgets.pop()),
-        stratify=varied_gene(config, settings.get("schedule", {}).get("stratify")),
+        stratify=varied_gene(
+            load_space(config["space"]) if "space" in config else None,
+            settings.get("schedule", {}).get("stratify"),
+        ),
         failed=sum(t.state == TrialState.FAIL for t in everything),
     )
 
@@ -200,8 +238,7 @@ def _values(trial: FrozenTrial) -> list[float]:
     return list(trial.values)
 
 
-def _was_enqueued(trial: FrozenTrial) -> bool:
-    return TrialKey.REFERENCE in trial.user_attrs or TrialKey.FIRST_DRAW in trial.user_attrs
+_ENQUEUED_AS = (TrialKey.REFERENCE, TrialKey.FIRST_DRAW)  # what marks a first trial
 
 
 # ------------------------------------------------------------------------------ a replay
@@ -226,8 +263,10 @@ def replay(run: FullRun, reduction: int, min_steps: int) -> Outcome:
     def measure(index: int, rung: int) -> tuple[float, ...]:
         return (run.miou(index, schedule.rungs[rung]), *run.costs[index])
 
-    study = replay_rule(schedule, run.genes, measure, enqueued=run.held)
-    trials = study.get_trials(deepcopy=False)
+    study = replay_rule(
+        schedule, run.genes, measure, n_trials=run.target, first_trials=run.first_trials
+    )
+    trials = ran(study)
     top = [t for t in trials if t.user_attrs[TrialKey.RUNG] == len(schedule.rungs) - 1]
     replayed = {int(t.params["architecture"]) for t in first_front(top, run.directions)}
     full = run.front()
@@ -334,7 +373,8 @@ def main() -> None:
     stored = optuna.load_study(study_name=args.study_name, storage=f"sqlite:///{args.storage}")
     run = load_full_run(stored)
     print(f"study {run.name!r}: {len(run.genes)} architectures to {run.top} steps "
-          f"({run.held} run before any promotion; {run.failed} failed trials left out), "
+          f"({len(run.first_trials)} enqueued first, a target of {run.target}; {run.failed} "
+          "failed trials left out), "
           f"brackets by {run.stratify}; the full run's front: "
           f"{sorted(run.numbers[i] for i in run.front())}")  # fmt: skip
     print("| reduction | min steps | rungs | trials per rung | training steps | front kept | "

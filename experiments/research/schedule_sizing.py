@@ -1,14 +1,15 @@
 """What a study's schedule spends: `python -m experiments.research.schedule_sizing`
 
-Replays the multi-fidelity schedule's own promotion rule (`experiments.study.schedule`, the
-very `Schedule` a study runs) on simulated results, one worker, for a study's config (default
-the Cityscapes study: rungs 2.5k/10k/40k, reduction 4, head brackets): `--architectures` new
-trials over the heads, each with a seeded latent quality and cost; its mIoU at a rung is that
-quality plus a head's learning-speed offset that fades with the budget, plus noise. Prints, per
-study size, the trials and steps at every rung, the share of training every architecture to
-the top, and GPU-hours per `--seconds-per-step` (measure yours: `python -m experiments.train
-+arch=dfanet_a trainer=cityscapes trainer.steps=200` prints images/s). Sizing, not accuracy:
-what is spent depends on how many trials share a front, which simulated results only suggest.
+Replays the study's own scheduling rule (`experiments.study.rule.decide`, through
+`schedule_replay.replay_rule`, on the very `Schedule` a study runs) on simulated results, one
+worker, for a study's config (default the Cityscapes study: rungs 2.5k/10k/40k, reduction 4,
+head brackets): `--architectures` new trials over the heads, each with a seeded latent quality
+and cost; its mIoU at a rung is that quality plus a head's learning-speed offset that fades
+with the budget, plus noise. Prints, per study size, the trials and steps at every rung, the
+share of training every architecture to the top, and GPU-hours per `--seconds-per-step`
+(measure yours: `python -m experiments.train +arch=dfanet_a dataset=cityscapes
+trainer=cityscapes trainer.steps=200` prints images/s). Sizing, not accuracy: what is spent
+depends on how many trials share a front, which simulated results only suggest.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def simulate(schedule: Schedule, architectures: int, seed: int) -> list[int]:
         miou += rng.normal(0.0, 1.5 * fading) + 3 * np.log(gmadds[index])
         return float(miou), float(gmadds[index])
 
-    study = replay_rule(schedule, [{"head": head} for head in heads], measure)
+    genes = [{"head": head} for head in heads]
+    study = replay_rule(schedule, genes, measure, n_trials=architectures)
     return trials_per_rung(schedule, study)
 
 

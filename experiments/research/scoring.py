@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from experiments.config import compose_config
+from experiments.config import compose_config, read_value
 from experiments.data import CityscapesDataset
-from experiments.data.from_config import build_datasets
+from experiments.data.from_config import DatasetSettings, build_datasets
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import Runtime, resolve_device
 from experiments.training.trainer import Trainer, TrainerConfig
@@ -62,8 +62,9 @@ class Bench:
         config = compose_config("train", list(overrides))
         recipe = {**config["trainer"], "progress": False, "eval_every": 0}
         size = parse_size(config["input_size"])
+        dataset = read_value(DatasetSettings, config["dataset"], "dataset")
         train, val, num_classes = build_datasets(
-            config["dataset"], input_size=size, scale_range=tuple(recipe["scale_range"])
+            dataset, input_size=size, scale_range=tuple(recipe["scale_range"])
         )
         return cls(train, val, num_classes, size, recipe, resolve_device(config["device"]))
 

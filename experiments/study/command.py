@@ -81,8 +81,8 @@ def run_and_report(config: dict[str, Any]) -> None:
 
 def _run_and_report(config: dict[str, Any]) -> None:
     try:
-        setup = prepare(config)
-        check_writable(Path(config["output_dir"]) / "reports" / setup.settings.name)
+        setup = prepare(config)  # the config read, once, into typed settings
+        check_writable(setup.search.output_dir / "reports" / setup.settings.name)
         raise_if_interrupted()  # stopped while indexing the data: no study touched
         study = start_study(setup)
     except CONFIG_ERRORS as error:
@@ -91,7 +91,7 @@ def _run_and_report(config: dict[str, Any]) -> None:
     except Interrupted as stop:
         print(f"interrupted by {stop.signal_name} before any trial", file=sys.stderr)
         raise
-    output_dir = Path(config["output_dir"])
+    output_dir = setup.search.output_dir
     try:
         run_study(setup, study)
     except Interrupted as stop:

@@ -5,6 +5,9 @@ objectives and sampler. A command that resumes a study with any of these changed
 incompatible trials (or, for a changed space, fail every trial), so it is refused before any
 work, naming each difference. Everything else may change on resume (`MAY_CHANGE`): how many
 trials, how many workers, where the data lies, where things are written.
+
+A defining setting added after studies were stored is absent from their definitions; it is read
+there as the value it had before it existed (`ADDED_LATER`), so those studies still resume.
 """
 
 from __future__ import annotations
@@ -37,6 +40,24 @@ MAY_CHANGE = (
 )
 DEFINING_SECTIONS = ("study", "dataset", "trainer", "space", "sampler", "ablation")
 
+# A key that changed nothing before it existed: what it tunes was off (and the key that turns
+# it on is compared), so a stored definition without it matches any value it has now.
+UNUSED = object()
+# Defining keys added after studies were first stored, each with the value that a definition
+# stored before it means: the behaviour of the code before the key existed. A new defining
+# setting is added here with that value, or every stored study refuses to resume.
+ADDED_LATER: dict[str, Any] = {
+    # The multi-fidelity schedule: before it, none.
+    "study.schedule.enabled": False,
+    "study.schedule.reduction": UNUSED,
+    "study.schedule.min_steps": UNUSED,
+    "study.schedule.stratify": UNUSED,
+    # Ablation keys that had a default in code before conf/ablate.yaml held them all: an
+    # ablation was no retraining, and a variant without `arch` changed DFANet A.
+    "ablation.retrain_of": None,
+    "ablation.base": "dfanet_a",
+}
+
 
 class StudyMismatchError(ValueError):
     """A resumed study would mix trials measured under different settings."""
@@ -62,6 +83,15 @@ def study_definition(
 
 
 def check_definition(stored: Mapping[str, Any], current: Mapping[str, Any], study: str) -> None:
+    """Refuse (`StudyMismatchError`, naming each difference) a study whose stored definition
+    differs from this command's; a key added later (`ADDED_LATER`) and absent from the stored
+    one holds its old value there."""
+    before = {
+        key: current[key] if value is UNUSED else value
+        for key, value in ADDED_LATER.items()
+        if key in current
+    }
+    stored = {**before, **stored}
     changed = [
         key
         for key in sorted(set(stored) | set(current))

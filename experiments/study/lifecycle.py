@@ -33,10 +33,10 @@ def open_study(setup: SearchSetup, worker: int = 0) -> optuna.Study:
 def _create_or_load(setup: SearchSetup, worker: int) -> tuple[optuna.Study, bool]:
     """The study and whether this call created it: of several commands started together on
     several hosts, exactly one does (the storage refuses a second study of the same name)."""
-    config, settings = setup.config, setup.settings
-    storage = make_storage(config["storage"])
+    settings = setup.settings
+    storage = make_storage(setup.search.storage)
     sampler = make_sampler(
-        setup.sampler_config,
+        setup.sampler,
         sampler_seed(settings.seed, worker, setup.created, setup.resumed_at),
     )
     with warnings.catch_warnings():
@@ -86,10 +86,10 @@ def start_study(setup: SearchSetup) -> optuna.Study:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     definition = study_definition(
-        setup.config,
+        setup.composed,
         setup.input_size,
         setup.settings.objective_names,
-        resolve_device(setup.config["device"]).type,
+        resolve_device(setup.search.device).type,
     )
     stored = study.user_attrs.get(StudyKey.DEFINITION)
     if stored is None:
@@ -99,7 +99,7 @@ def start_study(setup: SearchSetup) -> optuna.Study:
     trials = study.get_trials(deepcopy=False)
     setup.resumed_at = sum(t.state != TrialState.WAITING for t in trials)
     study.sampler = make_sampler(
-        setup.sampler_config,
+        setup.sampler,
         sampler_seed(setup.settings.seed, 0, setup.created, setup.resumed_at),
     )
     initialise_study(study, setup)
@@ -111,19 +111,20 @@ def initialise_study(study: optuna.Study, setup: SearchSetup) -> None:
     """Describe a new study (what it is, for the report)."""
     if study.user_attrs.get(StudyKey.INITIALISED):
         return
-    config, settings = setup.config, setup.settings
+    search, settings = setup.search, setup.settings
     facts = environment_facts(torch.device("cpu"))
     for key, value in {
         **setup.proposer.study_attrs(),
-        StudyKey.DATASET: config["dataset"]["name"],
-        StudyKey.SPLIT: config["dataset"]["val_split"],
+        StudyKey.DATASET: search.dataset.name,
+        StudyKey.SPLIT: search.dataset.val_split,
         StudyKey.INPUT_SIZE: list(setup.input_size),
-        StudyKey.SAMPLER: setup.sampler_config["name"],
+        StudyKey.SAMPLER: setup.sampler.name,
         StudyKey.SEED: settings.seed,
         StudyKey.GMADDS_BUDGET: settings.gmadds_budget,
-        StudyKey.TRAINER: dict(config["trainer"]),
+        # As composed (the record's format): the recipe, and the whole config, masked.
+        StudyKey.TRAINER: setup.composed["trainer"],
         StudyKey.VERSIONS: {k: facts[k] for k in ("python", "torch", "optuna", "git_commit")},
-        StudyKey.CONFIG: masked_config(config),
+        StudyKey.CONFIG: masked_config(setup.composed),
         **({StudyKey.SCHEDULE: setup.schedule.describe()} if setup.schedule else {}),
     }.items():
         study.set_user_attr(key, value)

@@ -21,12 +21,9 @@ class Counts:
     infeasible: int
     duplicates: int  # complete by reusing an earlier trial's result
     promotions: int  # complete at a higher rung of a multi-fidelity schedule
-    waiting_promotions: int  # enqueued (or retried) promotions not yet run
-    running_promotions: int
     pruned: int
     failed: int
     running: int
-    waiting: int
     front: int
     finished: int  # toward the target: architectures (a duplicate or promotion is no new one)
     trained_steps: int  # by the finished trials, each from the step it resumed at
@@ -51,12 +48,9 @@ def count_trials(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
             t.state == TrialState.COMPLETE and TrialKey.DUPLICATE_OF not in t.user_attrs
             for t in promotions
         ),
-        waiting_promotions=sum(t.state == TrialState.WAITING for t in promotions),
-        running_promotions=sum(t.state == TrialState.RUNNING for t in promotions),
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         running=states.count(TrialState.RUNNING),
-        waiting=states.count(TrialState.WAITING),
         front=front_size(complete, study.directions),
         finished=sum(map(is_finished_architecture, trials)),
         trained_steps=sum(map(steps_run, trials)),

@@ -5,12 +5,12 @@ A search (`SpaceProposer`): the sampler explores the space; the paper's designs 
 An ablation (`AblationProposer`): named variants of a base architecture, each trained with
 several seeds, through the same trial pipeline as a search (one Optuna study, every (variant,
 seed) enqueued), so it is stored, resumable, parallel and reported the same way. Config
-(`conf/ablation/*.yaml`):
+(`conf/ablation/*.yaml`; `conf/ablate.yaml` has every key and its default):
 
     ablation:
+      name: table3
       base: backbone_a           # registered architecture the variants change
       baseline: A x1             # the variant every other one is compared with
-      seeds: [0, 1, 2]
       variants:
         A x1: {}                 # gene overrides of `base`
         A x2: {towers: 2}
@@ -20,7 +20,7 @@ seed) enqueued), so it is stored, resumable, parallel and reported the same way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,7 +62,7 @@ class SpaceProposer:
     space: SearchSpace
     seed: int
     reference_designs: tuple[str, ...]
-    first_trials_per_head: int = 0
+    first_trials_per_head: int
 
     def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
         return self.space.suggest(trial), self.seed
@@ -107,39 +107,50 @@ class SpaceProposer:
 
 
 @dataclass(frozen=True)
+class AblationSettings:
+    """The `ablation:` section (`conf/ablate.yaml` has every key; `+ablation=NAME` sets the
+    others, `experiments.retrain` all of them)."""
+
+    name: str
+    base: str  # registered architecture the variants change
+    baseline: str  # the variant every other one is compared with
+    seeds: tuple[int, ...]
+    variants: dict[str, dict[str, Any]]  # label -> gene overrides of `base` (`arch`: another)
+    # Set by experiments.retrain: the search whose trials these variants are, and what the
+    # search measured for each (the retrain report sets it beside the retrained figures).
+    retrain_of: dict[str, Any] | None
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise ValueError(f"ablation '{self.name}': `variants` must be a non-empty mapping")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(
+                f"ablation '{self.name}': `seeds` must be distinct integers, got {self.seeds}"
+            )
+        if self.baseline not in self.variants:
+            raise ValueError(
+                f"ablation '{self.name}': baseline '{self.baseline}' is not a variant "
+                f"({list(self.variants)})"
+            )
+
+
+@dataclass(frozen=True)
 class AblationProposer:
     name: str
     baseline: str
     seeds: tuple[int, ...]
     variants: dict[str, ArchSpec]
-    # Set by experiments.retrain: the search whose trials these variants are, and what the
-    # search measured for each (the retrain report sets it beside the retrained figures).
-    retrain_of: Mapping[str, Any] | None = None
+    retrain_of: Mapping[str, Any] | None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], input_size: Sequence[int]) -> AblationProposer:
-        unknown = sorted(set(config) - {*_ABLATION_KEYS, "retrain_of"})
-        if unknown:
-            raise ValueError(
-                f"ablation has unknown keys {unknown}; expected {', '.join(_ABLATION_KEYS)}"
-            )
-        name = str(config.get("name", "ablation"))
-        variants_config = config.get("variants")
-        if not isinstance(variants_config, Mapping) or not variants_config:
-            raise ValueError(f"ablation '{name}': `variants` must be a non-empty mapping")
-        seeds = tuple(int(seed) for seed in config.get("seeds", ()))
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise ValueError(f"ablation '{name}': `seeds` must be distinct integers, got {seeds}")
+    def from_settings(
+        cls, settings: AblationSettings, input_size: tuple[int, int]
+    ) -> AblationProposer:
         variants = {
-            str(label): _variant_spec(name, str(label), overrides, config, input_size)
-            for label, overrides in variants_config.items()
+            label: _variant_spec(settings, label, overrides, input_size)
+            for label, overrides in settings.variants.items()
         }
-        baseline = str(config.get("baseline", next(iter(variants))))
-        if baseline not in variants:
-            raise ValueError(
-                f"ablation '{name}': baseline '{baseline}' is not a variant ({list(variants)})"
-            )
-        return cls(name, baseline, seeds, variants, config.get("retrain_of"))
+        return cls(settings.name, settings.baseline, settings.seeds, variants, settings.retrain_of)
 
     @property
     def n_trials(self) -> int:
@@ -175,22 +186,18 @@ class AblationProposer:
         }
 
 
-_ABLATION_KEYS = ("name", "base", "baseline", "seeds", "variants")
-
-
 def _variant_spec(
-    ablation: str,
+    settings: AblationSettings,
     label: str,
-    overrides: Any,
-    config: Mapping[str, Any],
-    input_size: Sequence[int],
+    overrides: Mapping[str, Any],
+    input_size: tuple[int, int],
 ) -> ArchSpec:
-    genes = dict(overrides or {})
+    genes = dict(overrides)
     try:
-        base = get_arch(str(genes.pop("arch", config.get("base", "dfanet_a"))))
-        return base.replace(**genes, input_size=tuple(input_size))
+        base = get_arch(str(genes.pop("arch", settings.base)))
+        return base.replace(**genes, input_size=input_size)
     except (KeyError, SpecError) as error:
-        raise ValueError(f"ablation '{ablation}', variant '{label}': {error}") from None
+        raise ValueError(f"ablation '{settings.name}', variant '{label}': {error}") from None
 
 
 def _paper_figures(spec: ArchSpec) -> dict[str, Any]:

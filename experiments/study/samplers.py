@@ -1,42 +1,76 @@
-"""The Optuna sampler a config names (`conf/sampler/*.yaml`)."""
+"""The Optuna sampler a search's settings name (`conf/sampler/*.yaml`), or an ablation's grid."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, assert_never
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-SAMPLERS = ("tpe", "nsga2", "random", "bruteforce")  # what `sampler=` may name
+
+@dataclass(frozen=True)
+class TpeSampling:
+    name: Literal["tpe"]
+    n_startup_trials: int  # random draws before the model (after the enqueued first trials)
 
 
-def make_sampler(config: Mapping[str, Any], seed: int) -> optuna.samplers.BaseSampler:
-    name = config.get("name")
+@dataclass(frozen=True)
+class Nsga2Sampling:
+    name: Literal["nsga2"]
+    population_size: int
+
+
+@dataclass(frozen=True)
+class RandomSampling:
+    name: Literal["random"]
+
+
+@dataclass(frozen=True)
+class BruteForceSampling:
+    name: Literal["bruteforce"]
+
+
+# What `sampler=` may name: the `sampler:` section of a search.
+SamplerSettings = TpeSampling | Nsga2Sampling | RandomSampling | BruteForceSampling
+
+
+@dataclass(frozen=True)
+class GridCells:
+    """An ablation's sampler: no config option, set by the study's setup with its cells."""
+
+    cells: tuple[Mapping[str, Any], ...]
+    name: ClassVar[str] = "grid"
+
+
+def make_sampler(settings: SamplerSettings | GridCells, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            # multivariate + group: the space is conditional (genes under `when`).
-            return optuna.samplers.TPESampler(
-                seed=seed,
-                n_startup_trials=int(config["n_startup_trials"]),
-                multivariate=True,
-                group=True,
-                constant_liar=True,
-            )
-        if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(
-                seed=seed, population_size=int(config["population_size"])
-            )
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if name == "bruteforce":
-            return optuna.samplers.BruteForceSampler(seed=seed)
-        if name == "grid":  # set by the driver for an ablation, with its cells
-            return GridCellSampler(config["cells"])
-    raise ValueError(f"sampler.name must be one of {list(SAMPLERS)}, got {name!r}")
+        match settings:
+            case TpeSampling():
+                # multivariate + group: the space is conditional (genes under `when`).
+                return optuna.samplers.TPESampler(
+                    seed=seed,
+                    n_startup_trials=settings.n_startup_trials,
+                    multivariate=True,
+                    group=True,
+                    constant_liar=True,
+                )
+            case Nsga2Sampling():
+                return optuna.samplers.NSGAIISampler(
+                    seed=seed, population_size=settings.population_size
+                )
+            case RandomSampling():
+                return optuna.samplers.RandomSampler(seed=seed)
+            case BruteForceSampling():
+                return optuna.samplers.BruteForceSampler(seed=seed)
+            case GridCells():
+                return GridCellSampler(settings.cells)
+            case _:
+                assert_never(settings)
 
 
 class GridCellSampler(optuna.samplers.BaseSampler):

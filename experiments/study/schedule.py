@@ -45,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.pareto import as_losses, non_dominated
 from experiments.config import check_at_least, checked_section
-from workbench.record import TrialKey
+from workbench.record import ScheduleKey, TrialKey
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,11 @@ class Schedule:
 
     def describe(self) -> dict[str, Any]:
         """What the study stores of it (`StudyKey.SCHEDULE`) for its report."""
-        return {"rungs": list(self.rungs), "reduction": self.reduction, "stratify": self.stratify}
+        return {
+            ScheduleKey.RUNGS: list(self.rungs),
+            ScheduleKey.REDUCTION: self.reduction,
+            ScheduleKey.STRATIFY: self.stratify,
+        }
 
     def next_promotion(
         self, trials: Sequence[FrozenTrial], sampling_done: bool

@@ -1,18 +1,25 @@
-"""A study's settings: the `study:` section of the config (`conf/study/base.yaml` has every key,
-with its comment and default; each study overrides some)."""
+"""A study command's settings: the `study:` section (`conf/study/base.yaml` has every key, with
+its comment and default; each study overrides some), and the whole composed config of
+`experiments.search` and `experiments.ablate`, read once at the command's entry."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from experiments.config import check_at_least, checked_section
+from experiments.config import CommandSettings, check_at_least, read_section
+from experiments.data.from_config import DatasetSettings, InputSize
 from experiments.study.early_stopping import EarlyStoppingConfig
+from experiments.study.proposers import AblationSettings
+from experiments.study.samplers import SamplerSettings
 from experiments.study.schedule import ScheduleConfig
+from experiments.study.tracking import TrackingSettings
+from experiments.training.trainer import TrainerConfig
 from search_space.deploy import DTYPES
-from workbench.cli import parse_size
+from search_space.space import SearchSpace, load_space
 from workbench.record import objective_directions, objective_names
+from workbench.storage import StorageSettings
 
 
 @dataclass(frozen=True)
@@ -34,18 +41,16 @@ class LatencyMeasurement:
                 f"study.latency.dtype must be one of {list(DTYPES)}, got {self.dtype!r}"
             )
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> LatencyMeasurement:
-        return cls(**checked_section(values, "study.latency", cls))
-
 
 @dataclass(frozen=True)
 class StudySettings:
+    """The `study:` section."""
+
     name: str
     n_trials: int  # finished architectures to reach (not promotions): re-running resumes
     n_workers: int  # processes on this host, each on its own trials
     seed: int
-    input_size: tuple[int, int] | None  # None: the dataset's
+    input_size: InputSize | None  # None: the dataset's
     gmadds_budget: float | None  # above it a trial is infeasible, never trained
     reference_designs: tuple[str, ...]  # registered architectures enqueued first
     first_trials_per_head: int  # random draws enqueued after them until each head has this many
@@ -84,22 +89,45 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> StudySettings:
-        values = checked_section(values, "study", cls)
-        optional = {
-            "input_size": parse_size,
-            "gmadds_budget": float,
-            "threads_per_worker": int,
-            "latency_budget_ms": float,
-        }
-        for key, convert in optional.items():
-            values[key] = None if values[key] is None else convert(values[key])
-        return cls(
-            **{
-                **values,
-                "name": str(values["name"]),
-                "reference_designs": tuple(values["reference_designs"]),
-                "latency": LatencyMeasurement.from_dict(values["latency"]),
-                "early_stopping": EarlyStoppingConfig.from_dict(values["early_stopping"]),
-                "schedule": ScheduleConfig.from_dict(values["schedule"]),
-            }
-        )
+        return read_section(cls, values, "study")
+
+
+@dataclass(frozen=True)
+class SearchSettings(CommandSettings):
+    """The composed config of a study command: a search has a `space` and a `sampler`, an
+    ablation its `ablation` instead (a grid, which needs neither)."""
+
+    study: StudySettings
+    dataset: DatasetSettings
+    trainer: TrainerConfig
+    storage: StorageSettings
+    tracking: TrackingSettings
+    space: Annotated[SearchSpace, load_space] | None
+    sampler: SamplerSettings | None
+    ablation: AblationSettings | None
+
+    def __post_init__(self) -> None:
+        if self.ablation is None and (self.space is None or self.sampler is None):
+            raise ValueError("a search needs a `space` and a `sampler` section")
+        if self.ablation is not None and self.space is not None:
+            raise ValueError(
+                "the config has both `ablation` and `space`: an ablation trains its variants, "
+                "a search samples its space; run one of them"
+            )
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The study's input size: its own, else the dataset's."""
+        return self.study.input_size or self.dataset.input_size
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SearchSettings:
+        if "study" not in config:
+            raise ValueError(
+                "choose a study: python -m experiments.search +study=demo (built-in data, a few "
+                "minutes on a CPU) or +study=cityscapes (dataset.root=/path/to/cityscapes)"
+            )
+        # What a search or an ablation lacks is absent from its config (conf/search.yaml,
+        # conf/ablate.yaml), not null.
+        kind = {"space": None, "sampler": None, "ablation": None}
+        return read_section(cls, {**kind, **config}, "")

@@ -12,24 +12,22 @@ from optuna.study import StudyDirection
 from experiments.data import CityscapesDataset
 from experiments.data.from_config import build_datasets
 from experiments.study.proposers import AblationProposer, Proposer, SpaceProposer
-from experiments.study.samplers import make_sampler
+from experiments.study.samplers import GridCells, SamplerSettings, make_sampler
 from experiments.study.schedule import Schedule
-from experiments.study.settings import StudySettings
-from experiments.training.trainer import TrainerConfig
+from experiments.study.settings import SearchSettings, StudySettings
 from search_space.registry import get_arch
-from search_space.space import load_space
+from search_space.space import SearchSpace
 from search_space.spec import gene_names
-from workbench.cli import parse_size
 
 
 @dataclass
 class SearchSetup:
-    config: dict[str, Any]
-    settings: StudySettings
+    search: SearchSettings  # the command's settings (an ablation's n_trials: its grid's size)
+    # The config as composed: the study stores it (masked) for its report and compares its
+    # defining keys on resume (`identity`); nothing reads it for what to do.
+    composed: dict[str, Any]
     proposer: Proposer
-    trainer_config: TrainerConfig
-    input_size: tuple[int, int]
-    sampler_config: dict[str, Any]
+    sampler: SamplerSettings | GridCells
     train_set: CityscapesDataset
     val_set: CityscapesDataset
     num_classes: int
@@ -39,72 +37,71 @@ class SearchSetup:
     created: bool = False
     resumed_at: int = 0
 
+    @property
+    def settings(self) -> StudySettings:
+        return self.search.study
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.search.input_size
+
 
 def prepare(config: Mapping[str, Any]) -> SearchSetup:
-    """Check everything that can be checked before the first trial; raise on any error."""
-    if "study" not in config:
-        raise ValueError(
-            "choose a study: python -m experiments.search +study=demo (built-in data, a few "
-            "minutes on a CPU) or +study=cityscapes (dataset.root=/path/to/cityscapes)"
-        )
-    settings = StudySettings.from_dict(config["study"])
-    input_size = settings.input_size or parse_size(config["dataset"]["input_size"])
-    proposer: Proposer
-    trainer_config = TrainerConfig.from_dict(dict(config["trainer"]))
+    """Read the composed config (once: everything below gets typed settings) and check
+    everything that can be checked before the first trial; raise on any error."""
+    return set_up(SearchSettings.from_config(config), dict(config))
+
+
+def set_up(search: SearchSettings, composed: dict[str, Any]) -> SearchSetup:
+    """The setup of settings already read (`prepare`; a worker process gets them read)."""
+    trainer, input_size = search.trainer, search.input_size
     schedule = None
-    if settings.schedule.enabled:
-        if "ablation" in config:
+    if search.study.schedule.enabled:
+        if search.ablation is not None:
             raise ValueError(
                 "study.schedule.enabled: an ablation trains every variant and seed to the "
                 "same budget; turn the schedule off"
             )
         schedule = Schedule(
-            settings.schedule.rungs(trainer_config.steps),
-            settings.schedule.reduction,
-            varied_gene(config, settings.schedule.stratify),
+            search.study.schedule.rungs(trainer.steps),
+            search.study.schedule.reduction,
+            varied_gene(search.space, search.study.schedule.stratify),
             tuple(StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
-                  for d in settings.directions),
+                  for d in search.study.directions),
         )  # fmt: skip
-    if "ablation" in config:
+    proposer: Proposer
+    sampler: SamplerSettings | GridCells
+    if search.ablation is not None:
         # An ablation is a grid of (variant, seed): every cell is enqueued, the grid sampler
         # serves whatever an extra worker or a failed cell's retry asks for beyond them.
-        proposer = AblationProposer.from_config(config["ablation"], input_size)
-        settings = replace(settings, n_trials=proposer.n_trials)
-        sampler_config = {"name": "grid", "cells": [p for p, _ in proposer.initial_trials()]}
+        ablation = AblationProposer.from_settings(search.ablation, input_size)
+        search = replace(search, study=replace(search.study, n_trials=ablation.n_trials))
+        proposer = ablation
+        sampler = GridCells(tuple(params for params, _ in ablation.initial_trials()))
     else:
-        space = load_space(config["space"], name=config["space"].get("name"))
+        assert search.space is not None and search.sampler is not None  # SearchSettings checks
         proposer = SpaceProposer(
-            space.with_fixed({"input_size": list(input_size)}),
-            settings.seed,
-            settings.reference_designs,
-            settings.first_trials_per_head,
+            search.space.with_fixed({"input_size": list(input_size)}),
+            search.study.seed,
+            search.study.reference_designs,
+            search.study.first_trials_per_head,
         )
-        for name in settings.reference_designs:
+        for name in search.study.reference_designs:
             get_arch(name)  # an unknown name fails here, listing the registry
-        sampler_config = dict(config["sampler"])
+        sampler = search.sampler
     datasets = build_datasets(  # indexes and checks every file of the dataset
-        config["dataset"], input_size=input_size, scale_range=trainer_config.scale_range
+        search.dataset, input_size=input_size, scale_range=trainer.scale_range
     )
-    make_sampler(sampler_config, settings.seed)
-    return SearchSetup(
-        dict(config),
-        settings,
-        proposer,
-        trainer_config,
-        input_size,
-        sampler_config,
-        *datasets,
-        schedule=schedule,
-    )
+    make_sampler(sampler, search.study.seed)
+    return SearchSetup(search, composed, proposer, sampler, *datasets, schedule=schedule)
 
 
-def varied_gene(config: Mapping[str, Any], gene: str | None) -> str | None:
+def varied_gene(space: SearchSpace | None, gene: str | None) -> str | None:
     """`gene` if the study's space varies it, else None: brackets of a gene that every
     architecture shares would be one bracket with the floor of one promotion a rung."""
-    if gene is None or "space" not in config:
+    if gene is None or space is None:
         return None
     if gene not in gene_names():
         raise ValueError(f"study.schedule.stratify={gene!r} is not a gene ({gene_names()})")
-    space = load_space(config["space"], name=config["space"].get("name"))
     values = {v for d in space.dimensions if d.gene == gene for v in d.candidate_values()}
     return gene if len(values) > 1 else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,9 +63,17 @@ class WandbTracker:
         self.run = None
 
 
-def make_tracker(config: Mapping[str, Any]) -> TrialTracker:
-    if not config["enabled"]:
+@dataclass(frozen=True)
+class TrackingSettings:
+    """The `tracking:` section (`conf/tracking/wandb.yaml`; `tracking=none` turns it off)."""
+
+    enabled: bool
+    mode: str  # offline | online | disabled (WANDB_MODE in the environment wins)
+    project: str
+    dir: Path  # runs are written under dir/wandb
+
+
+def make_tracker(settings: TrackingSettings) -> TrialTracker:
+    if not settings.enabled:
         return NoTracking()
-    return WandbTracker(
-        project=str(config["project"]), mode=str(config["mode"]), directory=Path(config["dir"])
-    )
+    return WandbTracker(project=settings.project, mode=settings.mode, directory=settings.dir)

@@ -18,6 +18,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from experiments.data import CityscapesDataset
+from experiments.data.from_config import DatasetSettings
 from experiments.study.early_stopping import MultiObjectiveStopper
 from experiments.study.interrupts import Interrupted, raise_if_interrupted
 from experiments.study.progress import is_finished_architecture, is_new_architecture
@@ -49,7 +50,7 @@ class TrialContext:
     runtime: Runtime
     tracker: TrialTracker
     output_dir: Path
-    dataset: dict[str, Any]  # its config, recorded in each trial's checkpoint
+    dataset: DatasetSettings  # recorded in each trial's checkpoint
     schedule: Schedule | None  # the multi-fidelity schedule, when the study has one
 
 
@@ -327,7 +328,7 @@ def _train(
         on_evaluation=on_evaluation,
         between_steps=raise_if_interrupted,  # a stop signal ends the trial at the next step
         seed=seed,
-        dataset=context.dataset,
+        dataset=context.dataset.record(),
     )
     if parent is not None:
         _continue(trainer, parent, trial)

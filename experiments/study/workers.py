@@ -12,8 +12,7 @@ import sys
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import optuna
 import torch
@@ -26,8 +25,10 @@ from experiments.study.interrupts import (
 )
 from experiments.study.lifecycle import open_study, start_study
 from experiments.study.progress import count_trials, study_progress_line
-from experiments.study.schedule import Schedule
-from experiments.study.setup import SearchSetup, prepare
+from experiments.study.rule import Abort, RunEnqueued, StartNew, Stop, Wait, decide
+from experiments.study.schedule import Promotion
+from experiments.study.settings import SearchSettings
+from experiments.study.setup import SearchSetup, prepare, set_up
 from experiments.study.tracking import make_tracker
 from experiments.study.trial import TrialContext, run_trial
 from experiments.training.runtime import Runtime, resolve_device
@@ -35,7 +36,8 @@ from search_space.deploy import retain_freed_memory
 
 
 class StudyAborted(RuntimeError):
-    """Too many trials failed: something is wrong with every trial, not with one."""
+    """Too many trials failed, or the space looks exhausted: something is wrong with every
+    trial, not with one."""
 
 
 def run_worker(
@@ -45,9 +47,9 @@ def run_worker(
     workers and hosts share it (see `trial._refuse_beyond_the_target`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_not_an_interruption)  # once
-    config, settings = setup.config, setup.settings
+    search, settings = setup.search, setup.settings
     study = study or open_study(setup, worker)
-    device = resolve_device(config["device"])
+    device = resolve_device(search.device)
     if device.type == "cuda" and torch.cuda.device_count() > 1 and device.index is None:
         device = torch.device("cuda", worker % torch.cuda.device_count())
     if settings.threads_per_worker:
@@ -57,14 +59,14 @@ def run_worker(
     context = TrialContext(
         settings=settings,
         proposer=setup.proposer,
-        trainer_config=setup.trainer_config,
+        trainer_config=search.trainer,
         train_set=setup.train_set,
         val_set=setup.val_set,
         num_classes=setup.num_classes,
         runtime=Runtime(device),
-        tracker=make_tracker(config["tracking"]),
-        output_dir=Path(config["output_dir"]) / "studies",
-        dataset=config["dataset"],
+        tracker=make_tracker(search.tracking),
+        output_dir=search.output_dir / "studies",
+        dataset=search.dataset,
         schedule=setup.schedule,
     )
     started, at_start = time.monotonic(), count_trials(study)
@@ -74,59 +76,41 @@ def run_worker(
             line = study_progress_line(study, settings.n_trials, started, at_start, setup.schedule)
             print(line, flush=True)
 
-    repeats, heartbeats = 0, config["storage"]["kind"] == "rdb"
+    repeats, heartbeats = 0, search.storage.heartbeats
     while True:
         raise_if_interrupted()  # a signal between trials stops the worker here
-        counts = count_trials(study)
-        # A promotion comes before a new architecture, and after the target is reached: the
-        # study ends with every rung's best trials trained on. Before the target it is chosen
-        # once the enqueued first trials have run (on their results too); one waiting (just
-        # enqueued, or the retry of an interrupted one) runs whatever the target.
-        may_choose = not counts.waiting or counts.finished >= settings.n_trials
-        running_architectures = counts.running - counts.running_promotions
-        sampling_done = (
-            counts.finished >= settings.n_trials
-            and running_architectures == 0
-            and counts.waiting == counts.waiting_promotions
+        trials = study.get_trials(deepcopy=False)
+        counts = count_trials(study, trials)
+        decision = decide(
+            trials,
+            n_trials=settings.n_trials,
+            schedule=setup.schedule,
+            heartbeats=heartbeats,
+            failed_since_start=counts.failed - at_start.failed,
+            max_failed_trials=settings.max_failed_trials,
+            repeats=repeats,
         )
-        promoting = counts.waiting_promotions > 0 or (
-            may_choose and _enqueue_promotion(study, setup.schedule, sampling_done)
-        )
-        if not promoting:
-            # Past the target, or the rest of it running elsewhere. Where a dead worker is
-            # noticed (heartbeats; a journal file has none), wait for the running trials: one
-            # may earn a promotion (the top rungs are the longest), and one whose host died is
-            # failed and retried here, so the study ends complete.
-            enough = counts.finished + running_architectures >= settings.n_trials
-            others_may_promote = setup.schedule is not None
-            others_may_die = counts.finished < settings.n_trials and not counts.waiting
-            if heartbeats and counts.running and enough and (others_may_promote or others_may_die):
+        match decision:
+            case Promotion():
+                # Enqueued one at a time, each chosen as late as possible, on every result
+                # finished by then; the next decision runs it.
+                study.enqueue_trial(decision.parent.params, user_attrs=decision.user_attrs())
+            case Wait():
                 _wait_for_other_workers(study)
-                continue
-            if counts.finished >= settings.n_trials or (enough and not counts.waiting):
+            case Stop():
                 return
-        if repeats >= _MAX_REPEATS:
-            raise StudyAborted(
-                f"the sampler proposed {repeats} architectures in a row that were already "
-                "measured: the space looks exhausted (raise its ranges or lower study.n_trials)"
-            )
-        # Failures of this command: a resumed study is not refused for old ones.
-        if counts.failed - at_start.failed >= settings.max_failed_trials:
-            raise StudyAborted(
-                f"{counts.failed - at_start.failed} trials failed since this command started "
-                f"(study.max_failed_trials={settings.max_failed_trials}); see their "
-                "fail_reason in the report"
-            )
-        study.optimize(
-            lambda trial: run_trial(trial, context),
-            n_trials=1,
-            catch=(Exception,),
-            callbacks=[after_trial],
-        )
-        repeats = repeats + 1 if count_trials(study).duplicates > counts.duplicates else 0
-
-
-_MAX_REPEATS = 20  # duplicates in a row after which a worker stops: the space is exhausted
+            case Abort(reason=reason):
+                raise StudyAborted(reason)
+            case RunEnqueued() | StartNew():
+                study.optimize(
+                    lambda trial: run_trial(trial, context),
+                    n_trials=1,
+                    catch=(Exception,),
+                    callbacks=[after_trial],
+                )
+                repeats = repeats + 1 if count_trials(study).duplicates > counts.duplicates else 0
+            case _:
+                assert_never(decision)
 
 
 def _wait_for_other_workers(study: optuna.Study) -> None:
@@ -140,23 +124,12 @@ def _wait_for_other_workers(study: optuna.Study) -> None:
 _POLL_SECONDS = 2.0
 
 
-def _enqueue_promotion(study: optuna.Study, schedule: Schedule | None, sampling_done: bool) -> bool:
-    """Enqueue the schedule's next promotion, if it has one; the next trial asked runs it (at
-    most one waits at a time, so that each is chosen as late as possible, on every result
-    finished by then)."""
-    if schedule is None:
-        return False
-    promotion = schedule.next_promotion(study.get_trials(deepcopy=False), sampling_done)
-    if promotion is None:
-        return False
-    study.enqueue_trial(promotion.parent.params, user_attrs=promotion.user_attrs())
-    return True
-
-
-def _worker_process(config: dict[str, Any], worker: int, created: bool, resumed_at: int) -> None:
+def _worker_process(
+    search: SearchSettings, composed: dict[str, Any], worker: int, created: bool, resumed_at: int
+) -> None:
     try:
         with stop_on_signals():
-            setup = replace(prepare(config), created=created, resumed_at=resumed_at)
+            setup = replace(set_up(search, composed), created=created, resumed_at=resumed_at)
             run_worker(setup, worker, report_progress=False)
     except Interrupted as stop:
         sys.exit(stop.exit_code)
@@ -167,17 +140,13 @@ def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
     signal on to them, then waits for them to fail their running trials and exit."""
     settings = setup.settings
     context = multiprocessing.get_context("spawn")
-    config = dict(setup.config)
     # Share the cores: N processes each using every core would thrash.
-    config["study"] = {
-        **config["study"],
-        "threads_per_worker": settings.threads_per_worker
-        or max(1, (os.cpu_count() or 1) // settings.n_workers),
-    }
+    threads = settings.threads_per_worker or max(1, (os.cpu_count() or 1) // settings.n_workers)
+    search = replace(setup.search, study=replace(settings, threads_per_worker=threads))
     workers = [
         context.Process(
             target=_worker_process,
-            args=(config, index, setup.created, setup.resumed_at),
+            args=(search, setup.composed, index, setup.created, setup.resumed_at),
             daemon=False,
         )
         for index in range(settings.n_workers)

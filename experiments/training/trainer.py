@@ -74,10 +74,7 @@ class TrainerConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainerConfig:
-        values = checked_section(values, "trainer", cls)
-        values["loss"] = LossConfig(**checked_section(values["loss"], "trainer.loss", LossConfig))
-        values["scale_range"] = tuple(values["scale_range"])
-        return cls(**values)
+        return cls(**checked_section(values, "trainer", cls))
 
 
 @dataclass
