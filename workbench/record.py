@@ -47,6 +47,10 @@ class TrialKey:
     REFERENCE: Final = "reference"  # the registered name of an enqueued paper design
     VARIANT: Final = "variant"  # the label of an ablation's variant
     FIRST_DRAW: Final = "first_draw"  # "<head>/<index>": a random member enqueued for its head
+    # "<bracket>/<index>": a seeded random member enqueued before any result is known and
+    # trained to the top rung whatever its rank, so the schedule's fidelity is measured on a
+    # sample its results did not choose (experiments.study.schedule, analysis.probe_fidelity)
+    PROBE: Final = "probe"
     INFEASIBLE: Final = "infeasible"  # over a budget: never trained, its mIoU is a placeholder
     # Where it ran: the host first (so that every trial of a several-host study, even one that
     # fails at once, says whose it was), then experiments.training.runtime.environment_facts.
@@ -72,8 +76,14 @@ class TrialKey:
     RUNG: Final = "rung"  # the rung this trial trained to (0: the first)
     RUNG_RESULTS: Final = "rung_results"  # [[rung, steps, mIoU], ...]: the lineage's, so far
     PROMOTED_FROM: Final = "promoted_from"  # the trial below whose training it continued
+    PROMOTED_FOR: Final = "promoted_for"  # why: one of PROMOTED_FOR_REASONS
     RESUMED_FROM_STEP: Final = "resumed_from_step"  # the step its training started from
     CHECKPOINT: Final = "checkpoint"  # where its weights were written (a later rung reads them)
+
+
+# Why a promotion was made: its bracket's quota, a closed rung's front, or always (a reference
+# design, a probe), whatever its rank.
+PROMOTED_FOR_REASONS: Final = ("quota", "front", "reference", "probe")
 
 
 class Constraint:
@@ -126,6 +136,8 @@ class ScheduleKey:
     RUNGS: Final = "rungs"  # the training steps of each rung, lowest first
     REDUCTION: Final = "reduction"  # the top 1/reduction of a rung's trials are promoted
     STRATIFY: Final = "stratify"  # the gene each of whose values is a bracket of its own, or None
+    PROBES: Final = "probes"  # the number of probes enqueued (TrialKey.PROBE)
+    REFERENCES_TO_TOP: Final = "references_to_top"  # reference designs always promoted to the top
 
 
 class RetrainKey:
