@@ -93,8 +93,9 @@ def write_report(
         *front_section(df, front, attrs, out_dir),
         *export_section(study.study_name, front, attrs),
     ]
+    spread = heads_ablation_spread(study)  # the seed noise floor beside it: two sections read it
     if attrs.get(StudyKey.SCHEDULE):
-        blocks += schedule_section(df, attrs, out_dir)
+        blocks += schedule_section(df, attrs, out_dir, spread)
     if StudyKey.RETRAIN_OF in attrs:
         blocks += retrain_section(df, attrs, out_dir)
     elif attrs.get(StudyKey.KIND) == KIND_ABLATION and StudyKey.ABLATION in attrs:
@@ -104,7 +105,7 @@ def write_report(
     if point is not None:
         blocks += hypervolume_section(df, point, out_dir)
     if has_values(df, HEAD, MIOU, GMADDS):
-        blocks += heads_section(df, attrs, out_dir, heads_ablation_spread(study))
+        blocks += heads_section(df, attrs, out_dir, spread)
     if has_values(df, LATENCY, GMADDS):
         blocks += latency_section(df, out_dir)
     blocks += importance_section(study, df, out_dir)

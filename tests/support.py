@@ -53,6 +53,7 @@ def tiny_budget(root: Path, tmp_path: Path) -> list[str]:
         "trainer.eval_batch_size=6", "trainer.num_workers=0", "trainer.warmup_steps=1",
         "trainer.progress=false", f"storage.url=sqlite:///{tmp_path}/studies.db",
         f"output_dir={tmp_path}/outputs", "tracking=none", "study.threads_per_worker=1",
+        "study.n_workers=1",  # the demo runs two workers; a test runs one unless it says
         # Every trial trains the whole budget; tests/test_study_schedule.py runs the schedule.
         "study.schedule.enabled=false",
     ]  # fmt: skip

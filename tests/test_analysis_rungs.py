@@ -280,7 +280,9 @@ def test_report_has_the_schedule_section(report: Path, df: pd.DataFrame) -> None
         "between rung 0 (25 steps) and the top rung (400 steps), over the 3 architectures "
         f"that reached both: Kendall's tau {tau:.2f}"
     ) in section
-    assert "promoted trials only" in section
+    assert "Biased: these architectures were chosen by their results" in section
+    # A study from before probes: no estimate, and the setting that gives one.
+    assert "This study has no probes" in section and "`study.schedule.probes=N`" in section
     assert "| 0 → 2 | 25 → 400 | 3 |" in section
     out = report.parent
     assert (out / "rungs.png").stat().st_size > 1000

@@ -21,7 +21,6 @@ from experiments.benchmarks.inference_speed import (
 )
 from search_space.latency import LatencyResult
 from search_space.registry import HEAD_COMPARISON
-from tests.support import run_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,23 +191,3 @@ def test_onnx_column(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert f"- onnxruntime: {onnxruntime.__version__}" in markdown
     assert "| onnx ms (p10-p90) | onnx FPS | onnx/eager | onnx Δ |" in markdown
     assert "xception_b: ONNX: " in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_gpu_check_script_dry_run_on_cpu(tmp_path: Path) -> None:
-    env = {
-        "PYTHON": sys.executable,
-        "DEVICE": "cpu",
-        "PROTOCOL": "cheap",
-        "SIZES": "64x64",
-        "DTYPES": "fp32",
-        "COMPILE": "false",
-        "OUT": str(tmp_path),
-    }
-    script = ROOT / "experiments" / "benchmarks" / "gpu_check.sh"
-    result = run_process(["bash", str(script), "threads=1"], env=env)
-    assert result.returncode == 0, result.stderr
-    assert "dfanet_a batch 1" in result.stdout
-    assert "dfanet_b batch 1" in result.stdout
-    (markdown,) = tmp_path.glob("*_64x64_fp32_b1_*.md")
-    assert "- malloc: freed memory retained" in markdown.read_text()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 
-from experiments.research.proxy_fidelity import main, noise_floor, rank_agreement
+from experiments.research.proxy_fidelity import (
+    ARCHITECTURES_KEY,
+    STEPS_KEY,
+    main,
+    noise_floor,
+    rank_agreement,
+)
 from experiments.research.scoring import TrainingProgress
 from tests.support import INPUT_SIZE, SMALL
 
@@ -64,6 +71,18 @@ def test_a_tiny_run_prints_the_table_and_the_agreement(
     assert all(row.count(" ± ") == 2 for row in rows[1:])
     assert "Kendall's tau" in text and "top-2 overlap" in text and "over 4 architectures" in text
     assert "noise floor" in text and "nan" not in text.split("noise floor")[1]
+    # The DFA space has one head: every pair of the four is a within-head pair.
+    assert "within heads (pairs of one head only, pooled), Kendall's tau" in text
+    assert "over 6 pairs (95% interval" in text
+    table = json.loads(out.with_suffix(".json").read_text())
+    assert table[STEPS_KEY] == {"short": 2, "long": 4}
+    architectures = table[ARCHITECTURES_KEY]
+    assert [a["label"] for a in architectures] == ["dfanet_a", "dfanet_b", "random 0", "random 1"]
+    assert {a["head"] for a in architectures} == {"dfa"}
+    for architecture in architectures:
+        assert len(architecture["short seeds"]) == len(architecture["long seeds"]) == 2
+        mean = sum(architecture["long seeds"]) / 2
+        assert architecture["long"] == pytest.approx(mean)
     printed = capsys.readouterr()
     assert "saved" in printed.out
     # A progress line per training: 4 architectures, 2 seeds, 2 budgets; 4 x 2 x (2 + 4) steps.

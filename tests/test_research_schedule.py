@@ -41,6 +41,9 @@ def test_schedule_savings_measures_both_runs_and_exact_resumes(
         *tiny(synthetic_root), f"dataset.input_size={INPUT_SIZE[0]}x{INPUT_SIZE[1]}",
         "space=dfanet", "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
         "study.threads_per_worker=1", "trainer.eval_every=2",  # the full run replayable
+        # One worker, and no probes (a full run has none): the two runs meet the same
+        # architectures in the same order.
+        "study.n_workers=1", "study.schedule.probes=0",
     ]  # fmt: skip
     arguments = [
         "--architectures", "4", "--steps", "8", "--reduction", "2", "--min-steps", "2",
@@ -99,7 +102,7 @@ def test_heads_fidelity_retrains_each_heads_best(
     study_arguments = merged(
         "+study=demo", *tiny_budget(synthetic_root, tmp_path), "study.name=tiny",
         "study.n_trials=4", "study.reference_designs=[]", "study.first_trials_per_head=1",
-        "study.latency.measure=false", "sampler=random",
+        "study.latency.measure=false", "sampler=random", "study.n_workers=1",
     )  # fmt: skip
     result = run_command("experiments.search", *study_arguments)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
 from experiments.config import compose_option
@@ -20,9 +22,13 @@ from experiments.research.schedule_replay import (
     BracketRanking,
     bracket_rankings,
     load_full_run,
+    ran,
     replay,
+    replay_rule,
     settled_step,
+    trials_per_rung,
 )
+from experiments.study.schedule import Schedule
 from workbench.record import StudyKey, TrialKey
 
 # Architecture: (GMAdds, mIoU at 25, 100 and 400 steps).
@@ -31,6 +37,7 @@ ARCHITECTURES = [
     (1.5, 9, 19, 29), (0.8, 11, 16, 27), (2.5, 6, 14, 24), (4.0, 13, 25, 40),
 ]  # fmt: skip
 STEPS = (25, 100, 400)
+DIRECTIONS = (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE)
 
 
 def store_full_run(
@@ -110,9 +117,8 @@ def test_enqueued_first_trials_all_run_before_any_promotion(tmp_path: Path) -> N
     held = load_full_run(store_full_run(tmp_path / "b.db", enqueued=6))
     assert held.first_trials == [{TrialKey.REFERENCE: f"design {i}"} for i in range(6)]
     assert rungs_in_order(replay(held, 4, 25))[:7] == [0] * 6 + [1]  # after the 6 have run
-    # The target reached with a first trial still waiting: the rule chooses #1 on the 5
-    # results, and enqueues it behind the waiting first trial, which the storage hands out
-    # first, as a study's workers would run them.
+    # The target reached with a first trial still waiting: it runs whatever the target, and
+    # the rule chooses #1 on the 6 results.
     early = load_full_run(
         store_full_run(tmp_path / "c.db", enqueued=6, n_trials=5, architectures=ARCHITECTURES[:6])
     )
@@ -125,6 +131,84 @@ def test_enqueued_first_trials_all_run_before_any_promotion(tmp_path: Path) -> N
         infeasible_before=2,
     ))  # fmt: skip
     assert len(infeasible.genes) == 6 and infeasible.target == 4
+
+
+# The heads, each trial's mIoU at rungs 0, 1 and 2 (the costs are alike: mIoU alone ranks).
+CLIMB = Schedule((25, 100, 400), 3, "head", DIRECTIONS, references_to_top=True, probes=2)
+
+
+def climb(
+    first: Sequence[dict[str, Any]], heads: Sequence[str], mious: Sequence[float], n_trials: int
+) -> optuna.Study:
+    """The rule replayed on architectures whose mIoU at rung k is `mious[i] + 10 k`."""
+    genes = [{"head": head} for head in heads]
+    return replay_rule(
+        CLIMB, genes, lambda i, rung: (mious[i] + 10 * rung, 1.0), n_trials=n_trials,
+        first_trials=first,
+    )  # fmt: skip
+
+
+def at_top(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
+    """Architecture index -> its trial at the top rung."""
+    return {
+        int(t.params["architecture"]): t for t in ran(study) if t.user_attrs[TrialKey.RUNG] == 2
+    }
+
+
+def test_a_beaten_reference_reaches_the_top_beside_its_heads_best() -> None:
+    # DFA: a reference beaten by every other DFA trial at every rung, then six draws; ASPP: two.
+    heads = ["dfa"] * 7 + ["aspp"] * 2
+    mious = [1.0, 30.0, 20.0, 21.0, 22.0, 23.0, 24.0, 5.0, 6.0]
+    study = climb([{TrialKey.REFERENCE: "dfanet_a"}], heads, mious, n_trials=9)
+    top = at_top(study)
+    # Each head's best by its quota, and the reference on top of it, for its mark.
+    assert {1, 8, 0} <= set(top)
+    assert top[1].user_attrs[TrialKey.PROMOTED_FOR] == "quota"
+    lineage = [t for t in ran(study) if t.params["architecture"] == 0]
+    assert [t.user_attrs.get(TrialKey.PROMOTED_FOR) for t in lineage] == [
+        None, "reference", "reference",
+    ]  # fmt: skip
+    assert all(t.user_attrs[TrialKey.REFERENCE] == "dfanet_a" for t in lineage)
+    # Without references to the top it stops where it is beaten, and the same heads' bests
+    # reach the top.
+    ranked = replay_rule(
+        replace(CLIMB, references_to_top=False), [{"head": h} for h in heads],
+        lambda i, rung: (mious[i] + 10 * rung, 1.0), n_trials=9,
+        first_trials=[{TrialKey.REFERENCE: "dfanet_a"}],
+    )  # fmt: skip
+    assert 0 not in at_top(ranked) and {1, 8} <= set(at_top(ranked))
+
+
+def test_a_target_below_its_first_trials_runs_them_and_promotes_to_the_top() -> None:
+    """`+study=demo study.n_trials=6` with more first trials: the rule runs every one of them
+    (none is left waiting to hold the first rung open), then promotes each rung's front and
+    each head's best to the top rung."""
+    heads = ["dfa", "dfa", "aspp", "aspp", "icnet", "icnet", "bisenet", "bisenet"]
+    mious = [10.0, 12.0, 8.0, 9.0, 14.0, 3.0, 7.0, 6.0]
+    first = [{TrialKey.FIRST_DRAW: f"{head}/{i}"} for i, head in enumerate(heads)]
+    study = climb(first, heads, mious, n_trials=6)
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    rungs = trials_per_rung(CLIMB, study)
+    assert rungs[0] == 8 and rungs[2] >= 4
+    # Each head's best (#1, #3, #4, #6) at the top: #4 dominates every other (equal costs).
+    assert {1, 3, 4, 6} <= set(at_top(study))
+
+
+def test_probes_climb_to_the_top_carry_their_name_and_count_toward_the_target() -> None:
+    heads = ["dfa"] * 6
+    mious = [1.0, 2.0, 30.0, 20.0, 25.0, 22.0]  # the probes are the worst at every rung
+    first = [{TrialKey.PROBE: "dfa/0"}, {TrialKey.PROBE: "dfa/1"}]
+    study = climb(first, heads, mious, n_trials=6)
+    new = [t for t in ran(study) if TrialKey.PROMOTED_FROM not in t.user_attrs]
+    assert len(new) == 6  # the probes are two of the target's six architectures
+    top = at_top(study)
+    assert {0, 1, 2} <= set(top)
+    for index in (0, 1):
+        lineage = [t for t in ran(study) if t.params["architecture"] == index]
+        assert [t.user_attrs[TrialKey.PROBE] for t in lineage] == [f"dfa/{index}"] * 3
+        assert [t.user_attrs.get(TrialKey.PROMOTED_FOR) for t in lineage] == [
+            None, "probe", "probe",
+        ]  # fmt: skip
 
 
 def test_a_study_that_stopped_or_added_first_trials_late_is_refused(tmp_path: Path) -> None:

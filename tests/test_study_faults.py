@@ -175,7 +175,7 @@ def test_a_resume_with_changed_settings_is_refused_before_any_work(
     assert "space.name: stored 'heads', now 'dfanet'" in message
     assert "sampler.name: stored 'tpe', now 'random'" in message
     assert "study.name=NEW_NAME" in message
-    assert len(load(tmp_path).get_trials()) == 5  # the 5 enqueued reference designs, untouched
+    assert len(load(tmp_path).get_trials()) == 6  # the 6 enqueued reference designs, untouched
     # What may change does not count: more trials, more workers, another output folder.
     allowed = tiny_config(
         synthetic_root, tmp_path, "study.n_trials=5", "study.n_workers=2", "tracking=wandb"

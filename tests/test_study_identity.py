@@ -20,6 +20,7 @@ from experiments.study.identity import (
 )
 from experiments.study.lifecycle import start_study
 from experiments.study.setup import prepare
+from experiments.training.step import precision_of_amp
 from tests.support import tiny_search_arguments
 from workbench.record import StudyKey
 
@@ -88,3 +89,53 @@ def test_a_study_stored_before_a_setting_existed_resumes(
         start_study(prepare(compose_config("search", arguments)))
     storage = f"sqlite:///{tmp_path}/studies.db"
     assert optuna.get_all_study_names(storage) == ["tiny"]
+
+
+def test_a_study_stored_with_the_former_speed_keys_resumes() -> None:
+    """Before the per-device speed settings a definition held `trainer.amp` and
+    `trainer.channels_last` (both true by default), no `trainer.cpu`/`trainer.cuda` and no
+    `trainer.loss_fetch_every`."""
+    current = definition("+study=demo")
+    assert not any(key.startswith("trainer.cuda.") for key in current)  # a CPU study
+    old = without(current, "trainer.cpu.", "trainer.loss_fetch_every")
+    old.update({"trainer.amp": True, "trainer.channels_last": True})
+    check_definition(old, current, "demo")  # on a CPU neither key did anything
+    # On CUDA, amp=true meant bf16 autocast (fp16 without bf16): a precision that defines.
+    cuda = study_definition(compose_config("search", ["+study=demo"]), (64, 128), ["mIoU"], "cuda")
+    stored_cuda = {**without(cuda, "trainer.cuda.", "trainer.loss_fetch_every"), **old}
+    stored_cuda["device_type"] = "cuda"
+    amp = precision_of_amp(True)
+    with pytest.raises(
+        StudyMismatchError, match=rf"trainer\.cuda\.precision: stored '{amp}', now 'fp32'"
+    ):
+        check_definition(stored_cuda, cuda, "demo")
+    for same in ("trainer.amp=true", f"trainer.cuda.precision={amp}"):
+        config = compose_config("search", ["+study=demo", same])
+        check_definition(stored_cuda, study_definition(config, (64, 128), ["mIoU"], "cuda"), "")
+
+
+def test_speed_settings_other_than_precision_may_change() -> None:
+    """A CPU study's definition holds no `trainer.cuda` key; on any device only the
+    precision of its own kind defines it."""
+    current = definition("+study=demo")
+    assert definition("+study=demo", "trainer.cuda.precision=bf16") == current
+    speed = ["trainer.cpu.step_mode=compile", "trainer.loss_fetch_every=1"]
+    assert definition("+study=demo", *speed) == current
+    with pytest.raises(StudyMismatchError, match=r"trainer\.cpu\.precision: stored 'fp32'"):
+        check_definition(current, definition("+study=demo", "trainer.cpu.precision=bf16"), "")
+
+
+def test_the_reference_list_may_change_and_what_the_schedule_carries_up_may_not() -> None:
+    """A design added on resume is enqueued and climbs like the others (each trial carries its
+    own mark), so the list may change; the schedule's own settings are stored for the report."""
+    stored = definition("+study=demo")
+    check_definition(stored, definition("+study=demo", "study.reference_designs=[dfanet_a]"), "d")
+    for changed in ("study.schedule.references_to_top=false", "study.schedule.probes=4"):
+        with pytest.raises(StudyMismatchError, match=changed.split("=")[0].replace(".", r"\.")):
+            check_definition(stored, definition("+study=demo", changed), "demo")
+    # Stored before they existed: any value (the stored study's trials measure the same).
+    check_definition(
+        without(stored, "study.schedule.references_to_top", "study.schedule.probes"),
+        definition("+study=demo", "study.schedule.probes=4"),
+        "demo",
+    )

@@ -59,6 +59,14 @@ def enqueue(study: optuna.Study, **attrs: object) -> int:
     return len(study.get_trials()) - 1
 
 
+def run_waiting(study: optuna.Study, miou: float, gmadds: float) -> None:
+    """The oldest waiting trial run to its first rung, as a worker runs it."""
+    trial = study.ask()
+    trial.set_user_attr(TrialKey.SPEC, {"head": "dfa"})
+    trial.set_user_attr(TrialKey.RUNG, 0)
+    study.tell(trial, [miou, gmadds])
+
+
 def decision(
     study: optuna.Study,
     n_trials: int,
@@ -85,7 +93,7 @@ def test_a_promotion_comes_before_a_new_architecture() -> None:
     add(study, 25, 0.3)
     assert decision(study, n_trials=10) == StartNew()  # two under a reduction of 3: none yet
     add(study, 20, 0.4)
-    assert decision(study, n_trials=10) == Promotion(study.get_trials()[0], 1)
+    assert decision(study, n_trials=10) == Promotion(study.get_trials()[0], 1, "quota")
     # Without a schedule there is nothing to promote.
     assert decision(study, n_trials=10, schedule=None) == StartNew()
 
@@ -96,7 +104,7 @@ def test_the_first_rung_closes_once_every_architecture_is_sampled() -> None:
     add(study, 20, 0.1)
     # Two trials: while more may arrive, nothing; at the target their whole front goes up.
     assert decision(study, n_trials=3) == StartNew()
-    assert decision(study, n_trials=2) == Promotion(study.get_trials()[0], 1)
+    assert decision(study, n_trials=2) == Promotion(study.get_trials()[0], 1, "front")
     # Not while an architecture still trains to the first rung (beyond the target, a retry).
     add(study, state=TrialState.RUNNING, **{TrialKey.RETRY_OF: 0})
     assert decision(study, n_trials=2) == Wait()
@@ -109,11 +117,34 @@ def test_enqueued_first_trials_run_before_any_promotion_is_chosen() -> None:
     first = enqueue(study, **{TrialKey.REFERENCE: "dfanet_a"})
     enqueue(study, **{TrialKey.REFERENCE: "dfanet_b"})
     assert decision(study, n_trials=10) == RunEnqueued(first)  # the oldest one waiting
-    # At the target the rule chooses, on the results so far; the worker enqueues the
-    # promotion behind the first trials, and the storage hands out the oldest.
-    assert decision(study, n_trials=3) == Promotion(study.get_trials()[0], 1)
-    enqueue(study, **{TrialKey.PROMOTED_FROM: 0, TrialKey.RUNG: 1})
+    # At the target too: an enqueued trial runs whatever the target, so none is left waiting
+    # and the rung closes on every result.
     assert decision(study, n_trials=3) == RunEnqueued(first)
+    run_waiting(study, 35, 0.3)
+    run_waiting(study, 5, 0.5)
+    # #0 and the first reference (35 at 0.3) share the front: one place, the older end.
+    assert decision(study, n_trials=3) == Promotion(study.get_trials()[0], 1, "quota")
+    assert {p.parent.number for p in SCHEDULE.promotable(study.get_trials(), 0, closed=True)} == {
+        0,
+        first,
+    }
+
+
+def test_a_target_below_the_first_trials_runs_them_and_closes_the_first_rung() -> None:
+    """`+study=demo study.n_trials=6` with 8 first trials: the 2 beyond the target ran (none
+    waits to hold the first rung open), and the closed rung promotes its front."""
+    study = new_study()
+    for miou, gmadds in [(30, 0.2), (25, 0.1), (20, 0.3), (24, 0.15), (10, 0.05), (5, 0.4)]:
+        add(study, miou, gmadds)
+    last = [enqueue(study, **{TrialKey.FIRST_DRAW: f"dfa/{i}"}) for i in range(2)]
+    assert decision(study, n_trials=6) == RunEnqueued(last[0])
+    for _ in last:
+        run_waiting(study, 1, 0.9)
+    # Closed: the quota of 8 (#0 and #4, the ends of the front), then the rest of the front.
+    assert decision(study, n_trials=6) == Promotion(study.get_trials()[0], 1, "quota")
+    for parent in (0, 4):
+        add(study, 40, 0.1, rung=1, **{TrialKey.PROMOTED_FROM: parent})
+    assert decision(study, n_trials=6) == Promotion(study.get_trials()[1], 1, "front")
 
 
 def test_a_waiting_promotion_or_retry_runs_whatever_the_target() -> None:
@@ -149,7 +180,7 @@ def test_a_worker_stops_at_the_target_with_nothing_to_promote() -> None:
     add(study, 25, 0.3)
     assert decision(study, n_trials=3, schedule=None) == Stop()
     # Under a schedule the study ends when its rungs are settled: #0 went up, and failed.
-    assert decision(study, n_trials=3) == Promotion(study.get_trials()[0], 1)
+    assert decision(study, n_trials=3) == Promotion(study.get_trials()[0], 1, "front")
     add(study, state=TrialState.FAIL, rung=1, **{TrialKey.PROMOTED_FROM: 0})
     assert decision(study, n_trials=3) == Stop()
 
@@ -166,7 +197,8 @@ def test_a_worker_aborts_instead_of_running_a_trial_after_too_many_failures_or_r
     assert decision(study, n_trials=3, repeats=MAX_REPEATS - 1) == StartNew()
     exhausted = decision(study, n_trials=3, repeats=MAX_REPEATS)
     assert isinstance(exhausted, Abort) and "the space looks exhausted" in exhausted.reason
-    # A waiting trial is refused too; a worker with nothing left to run just stops.
-    enqueue(study, **{TrialKey.REFERENCE: "dfanet_a"})
-    assert isinstance(decision(study, n_trials=3, failed_since_start=3), Abort)
+    # A worker with nothing left to run just stops; a waiting trial (it runs whatever the
+    # target) is refused.
     assert decision(study, n_trials=1, schedule=None, failed_since_start=3) == Stop()
+    enqueue(study, **{TrialKey.REFERENCE: "dfanet_a"})
+    assert isinstance(decision(study, n_trials=1, failed_since_start=3), Abort)

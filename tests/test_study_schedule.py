@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -15,9 +16,10 @@ from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
-from experiments.config import compose_config
+from experiments.config import compose_config, compose_option
 from experiments.research import schedule_sizing
 from experiments.study.progress import count_trials, progress_line
+from experiments.study.proposers import SpaceProposer
 from experiments.study.schedule import (
     Schedule,
     ScheduleConfig,
@@ -25,6 +27,7 @@ from experiments.study.schedule import (
     top_ranked,
 )
 from experiments.study.setup import prepare
+from search_space.space import load_space
 from search_space.spec import HEADS
 from tests.support import (
     command_group,
@@ -34,7 +37,7 @@ from tests.support import (
     trial_running,
     wait_until,
 )
-from workbench.record import StudyKey, TrialKey
+from workbench.record import ScheduleKey, StudyKey, TrialKey
 
 DIRECTIONS = (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE)
 
@@ -73,14 +76,16 @@ def add(
 
 
 def test_rungs_divide_the_recipe_down_to_the_first_budget() -> None:
-    assert ScheduleConfig(True, 4, 25, None).rungs(400) == (25, 100, 400)
-    assert ScheduleConfig(True, 3, 20, "head").rungs(180) == (20, 60, 180)
-    assert ScheduleConfig(True, 4, 2500, None).rungs(40000) == (2500, 10000, 40000)
-    assert ScheduleConfig(True, 3, 500, None).rungs(500) == (500,)
+    assert ScheduleConfig(True, 4, 25, None, True, 0).rungs(400) == (25, 100, 400)
+    assert ScheduleConfig(True, 3, 20, "head", True, 0).rungs(180) == (20, 60, 180)
+    assert ScheduleConfig(True, 4, 2500, None, True, 0).rungs(40000) == (2500, 10000, 40000)
+    assert ScheduleConfig(True, 3, 500, None, True, 0).rungs(500) == (500,)
     with pytest.raises(ValueError, match=r"min_steps=50 is above trainer\.steps=40"):
-        ScheduleConfig(True, 3, 50, None).rungs(40)
+        ScheduleConfig(True, 3, 50, None, True, 0).rungs(40)
     with pytest.raises(ValueError, match=r"study\.schedule\.reduction must be >= 2"):
-        ScheduleConfig(True, 1, 25, None)
+        ScheduleConfig(True, 1, 25, None, True, 0)
+    with pytest.raises(ValueError, match=r"study\.schedule\.probes must be >= 0, got -1"):
+        ScheduleConfig(True, 3, 25, None, True, -1)
 
 
 def test_the_top_third_of_a_rung_is_promoted_by_non_dominated_sorting(tmp_path: Path) -> None:
@@ -91,7 +96,7 @@ def test_the_top_third_of_a_rung_is_promoted_by_non_dominated_sorting(tmp_path: 
     trials = study.get_trials()
     # #0 (best), #1 and #4 (cheapest) are non-dominated: three for two places, and crowding
     # keeps the two ends of the front, not the middle one.
-    assert {t.number for t in schedule().promotable(trials, 0, closed=False)} == {0, 4}
+    assert {p.parent.number for p in schedule().promotable(trials, 0, closed=False)} == {0, 4}
     first = schedule().next_promotion(trials, sampling_done=False)
     assert first is not None and first.rung == 1 and first.parent.number in (0, 4)
     assert first.user_attrs()[TrialKey.PROMOTED_FROM] == first.parent.number
@@ -132,13 +137,42 @@ def test_the_steps_left_count_each_rungs_floor_less_the_promotions_made(tmp_path
     assert heads3.least_steps_left(study.get_trials(), 5) == 5 * 20 + 2 * 40 + 2 * 120
     # With no architecture to come, the first rung holds its 5: rung 1 takes max(2, 5 // 3).
     assert heads3.least_steps_left(study.get_trials(), 0) == 1 * 40 + 2 * 120
-    # More promotions than the floor (a closed rung's front): the rung above counts from them.
+    # More promotions than the floor (a closed rung's front): the rung above counts from them,
+    # and the one still running counts whole beside them.
     for number in (0, 2, 4):
         add(study, 15, 0.1, rung=1, head="icnet", **{TrialKey.PROMOTED_FROM: number})
-    assert heads3.least_steps_left(study.get_trials(), 5) == 5 * 20 + max(2, 4 // 3) * 120
+    assert heads3.least_steps_left(study.get_trials(), 5) == 5 * 20 + 40 + max(2, 5 // 3) * 120
     # Without brackets the floor is the top third alone, and at least one.
     one = Schedule((20, 60, 180), 3, None, DIRECTIONS)
     assert one.least_steps_left([], 2) == 2 * 20 + 1 * 40 + 1 * 120
+
+
+def test_the_steps_left_count_the_promotions_to_run_and_the_climb_of_references_and_probes(
+    tmp_path: Path,
+) -> None:
+    study = stored_study(tmp_path)
+    climbing = Schedule((20, 60, 180), 3, "head", DIRECTIONS, references_to_top=True)
+    # Every architecture measured: three DFA at rung 0, the best of them promoted and done.
+    for m in (30, 20, 10):
+        add(study, m, 0.1)
+    add(study, 35, 0.1, rung=1, **{TrialKey.PROMOTED_FROM: 0})
+    best = add(study, 40, 0.1, rung=2, **{TrialKey.PROMOTED_FROM: 3})
+    assert climbing.least_steps_left(study.get_trials(), 0) == 0  # nothing is left to run
+    # A promotion still to run, wider than any floor (a closed rung's front): its rung whole,
+    # so the ETA does not read 0 while it trains.
+    add(study, 0, 0.1, rung=1, state=TrialState.RUNNING, **{TrialKey.PROMOTED_FROM: 1})
+    assert climbing.least_steps_left(study.get_trials(), 0) == 40
+    study.tell(best + 1, [25, 0.1])
+    # A reference beaten at rung 0 and a probe at rung 1 still climb to the top rung.
+    add(study, 5, 0.1, **{TrialKey.REFERENCE: "dfanet_a"})
+    add(study, 5, 0.1, rung=1, **{TrialKey.PROBE: "dfa/0", TrialKey.PROMOTED_FROM: 2})
+    assert climbing.least_steps_left(study.get_trials(), 0) == (40 + 120) + 120
+    # A waiting probe (enqueued, not run yet): its first rung and its whole climb.
+    study.enqueue_trial({"head": "aspp"}, user_attrs={TrialKey.PROBE: "aspp/2"})
+    assert climbing.least_steps_left(study.get_trials(), 0) == 20 + 2 * (40 + 120) + 120
+    # Without references to the top, the reference stops at its rung, as ranked.
+    ranked = Schedule((20, 60, 180), 3, "head", DIRECTIONS)
+    assert ranked.least_steps_left(study.get_trials(), 0) == 20 + (40 + 120) + 120
 
 
 def test_a_scheduled_studys_eta_is_in_steps_at_this_commands_rate(tmp_path: Path) -> None:
@@ -177,8 +211,8 @@ def test_a_closed_rung_promotes_its_whole_front(tmp_path: Path) -> None:
     for m, g in [(30, 0.2), (25, 0.1), (20, 0.3), (24, 0.15), (10, 0.05), (5, 0.4)]:
         add(study, m, g)
     trials = study.get_trials()
-    assert {t.number for t in schedule().promotable(trials, 0, closed=False)} == {0, 4}
-    assert {t.number for t in schedule().promotable(trials, 0, closed=True)} == {0, 1, 4}
+    assert {p.parent.number for p in schedule().promotable(trials, 0, closed=False)} == {0, 4}
+    assert {p.parent.number for p in schedule().promotable(trials, 0, closed=True)} == {0, 1, 4}
 
 
 def test_first_arrivals_wait_for_their_rung_to_fill_or_close(tmp_path: Path) -> None:
@@ -232,12 +266,12 @@ def test_stratified_promotion_carries_every_heads_best(tmp_path: Path) -> None:
     # DFA's five give it one place (its best), and ASPP's best (its only trial, dominated by
     # every DFA one) is promoted too, so that the heads meet at the top.
     trials = study.get_trials()
-    assert {t.number for t in schedule().promotable(trials, 0, closed=False)} == {0, 1}
-    stratified = {t.number for t in schedule("head").promotable(trials, 0, closed=True)}
+    assert {p.parent.number for p in schedule().promotable(trials, 0, closed=False)} == {0, 1}
+    stratified = {p.parent.number for p in schedule("head").promotable(trials, 0, closed=True)}
     assert stratified == {0, weak_aspp}
     # While the rung is open, ASPP's one trial is under its bracket's quota: not carried up
     # for being early.
-    assert {t.number for t in schedule("head").promotable(trials, 0, closed=False)} == {0}
+    assert {p.parent.number for p in schedule("head").promotable(trials, 0, closed=False)} == {0}
 
 
 def test_infeasible_and_duplicate_trials_never_compete(tmp_path: Path) -> None:
@@ -246,7 +280,8 @@ def test_infeasible_and_duplicate_trials_never_compete(tmp_path: Path) -> None:
     add(study, 99, 0.01, **{TrialKey.DUPLICATE_OF: 5})
     for m, g in [(30, 0.2), (25, 0.3), (20, 0.4)]:
         add(study, m, g)
-    assert [t.number for t in schedule().promotable(study.get_trials(), 0, closed=False)] == [2]
+    promotable = schedule().promotable(study.get_trials(), 0, closed=False)
+    assert [p.parent.number for p in promotable] == [2]
 
 
 def test_crowding_distance_keeps_the_ends_and_measures_the_gaps() -> None:
@@ -287,7 +322,7 @@ def scheduled_arguments(root: Path, tmp_path: Path, *overrides: str) -> list[str
         "study.reference_designs=[xception_b]", "study.first_trials_per_head=0",
         "study.latency.measure=false", "space=dfanet", "sampler=random", "trainer.steps=8",
         "trainer.eval_every=0", "study.schedule.enabled=true", "study.schedule.min_steps=2",
-        "study.schedule.reduction=2",
+        "study.schedule.reduction=2", "study.schedule.probes=0", "study.n_workers=1",
         *overrides,
     )  # fmt: skip
 
@@ -347,7 +382,8 @@ def test_a_scheduled_study_promotes_and_continues_checkpoints(
             assert trial.user_attrs[TrialKey.GMADDS] > 0.02
     # The DFA space has one head: no brackets by head (each would be the whole study).
     assert study.user_attrs[StudyKey.SCHEDULE] == {
-        "rungs": [2, 4, 8], "reduction": 2, "stratify": None,
+        "rungs": [2, 4, 8], "reduction": 2, "stratify": None, "references_to_top": True,
+        "probes": 0,
     }  # fmt: skip
     promotions = check_lineages(study)
     assert promotions, "nothing was promoted"
@@ -407,6 +443,79 @@ def test_an_interrupted_rung_is_retried_from_the_checkpoint_below(
 
 
 def test_the_sizing_replay_carries_every_heads_best_to_the_top() -> None:
-    counts = schedule_sizing.simulate(schedule("head"), architectures=12, seed=0)
+    counts = schedule_sizing.simulate(schedule("head"), architectures=12, seed=0).counts
     assert counts[0] == 12  # every architecture measured at the first rung
     assert counts[0] > counts[1] >= counts[2] >= len(HEADS)  # fewer each rung; a head's best
+
+
+def test_the_sizing_counts_what_the_studys_references_and_probes_cost() -> None:
+    config = compose_config("search", ["+study=cityscapes"])
+    climbing = Schedule((20, 60, 180), 3, "head", DIRECTIONS, references_to_top=True, probes=4)
+    first = schedule_sizing.study_first_trials(config, climbing)
+    marks = [next(iter(attrs)) for _, attrs in first]
+    assert marks.count(TrialKey.REFERENCE) == len(config["study"]["reference_designs"])
+    assert marks.count(TrialKey.PROBE) == 4
+    spent = schedule_sizing.simulate(climbing, architectures=40, seed=0, first_trials=first)
+    assert spent.counts[0] == 40
+    # Every reference and probe climbs the three rungs: 180 steps each.
+    assert spent.references == 6 * 180 and spent.probes == 4 * 180
+    assert spent.steps == 40 * 20 + 40 * spent.counts[1] + 120 * spent.counts[2]
+    # Ranked like any trial, on the same results, fewer of them climb: the study trains less.
+    unmarked, plain_first = schedule_sizing.without_marks(climbing, first)
+    plain = schedule_sizing.simulate(unmarked, architectures=40, seed=0, first_trials=plain_first)
+    assert plain.probes == 0 and plain.references < spent.references
+    assert plain.counts[0] == 40 and plain.steps < spent.steps
+
+
+def test_probes_are_seeded_pairs_per_bracket_apart_from_every_other_first_trial() -> None:
+    space = load_space(compose_option("space", "heads"))
+
+    def proposer(**changes: Any) -> SpaceProposer:
+        settings: dict[str, Any] = {
+            "seed": 0,
+            "reference_designs": ("dfanet_a", "aspp_backbone_a"),
+            "first_trials_per_head": 2,
+            "probes": 10,
+            "bracket_gene": "head",
+        }
+        return SpaceProposer(space, **{**settings, **changes})
+
+    def probes(first: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
+        return [(params, attrs) for params, attrs in first if TrialKey.PROBE in attrs]
+
+    first = proposer().initial_trials()
+    drawn = probes(first)
+    # Probes 2k and 2k + 1 in bracket k mod 4: pairs within a head, the heads in turn.
+    labels = [attrs[TrialKey.PROBE] for _, attrs in drawn]
+    assert labels == ["dfa/0", "dfa/1", "aspp/2", "aspp/3", "icnet/4", "icnet/5",
+                      "bisenet/6", "bisenet/7", "dfa/8", "dfa/9"]  # fmt: skip
+    assert [params["head"] for params, _ in drawn] == [label.split("/")[0] for label in labels]
+    every = [params for params, _ in first]
+    assert all(every.count(params) == 1 for params in every)  # distinct architectures
+    # Seeded by the study's seed alone: the same whatever else is enqueued before them (and
+    # no result is read), other for another seed.
+    assert probes(proposer(reference_designs=(), first_trials_per_head=0).initial_trials()) == drawn
+    assert probes(proposer(seed=1).initial_trials()) != drawn
+    # Without brackets, one bracket; with no head varied, the probes are drawn all the same.
+    single = probes(proposer(bracket_gene=None, probes=2).initial_trials())
+    assert [attrs[TrialKey.PROBE] for _, attrs in single] == ["all/0", "all/1"]
+    with pytest.raises(ValueError, match=r"study\.schedule\.stratify='widths'"):
+        proposer(bracket_gene="widths").initial_trials()
+
+
+def test_a_target_below_the_first_trials_is_raised_saying_so(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = compose_config(
+        "search",
+        merged("+study=demo", *tiny_budget(synthetic_root, tmp_path), "study.n_trials=4",
+               "study.schedule.enabled=true", "study.schedule.min_steps=2"),
+    )  # fmt: skip
+    setup = prepare(config)
+    # The demo's 6 references, a draw for each of 3 heads and 2 probes.
+    assert setup.settings.n_trials == 11 == len(setup.proposer.initial_trials())
+    assert setup.schedule is not None and setup.schedule.describe()[ScheduleKey.PROBES] == 2
+    assert (
+        "study.n_trials=4 is below the 11 first trials (6 reference designs, 3 first draws per "
+        "head, 2 probes): raised to 11"
+    ) in caplog.text

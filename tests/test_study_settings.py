@@ -64,8 +64,12 @@ def test_the_input_size_is_spelled_hxw_or_a_list() -> None:
         ({"keep_checkpoints": "yes"}, "study.keep_checkpoints must be true or false, got 'yes'"),
         ({"gmadds_budget": "low"}, "study.gmadds_budget must be null or a number, got 'low'"),
         ({"reference_designs": "dfanet_a"}, "study.reference_designs must be a list"),
-        ({"schedule": {"enabled": "no", "reduction": 3, "min_steps": 20, "stratify": None}},
+        ({"schedule": {"enabled": "no", "reduction": 3, "min_steps": 20, "stratify": None,
+                       "references_to_top": True, "probes": 2}},
          "study.schedule.enabled must be true or false, got 'no'"),
+        ({"schedule": {"enabled": True, "reduction": 3, "min_steps": 20, "stratify": None,
+                       "references_to_top": True, "probes": -2}},
+         "study.schedule.probes must be >= 0, got -2"),
     ],
 )  # fmt: skip
 def test_bad_settings_name_the_field(values: dict[str, Any], message: str) -> None:

@@ -20,6 +20,7 @@ from experiments.data import (
 )
 from experiments.training.metrics import ConfusionMatrix
 from experiments.training.runtime import Runtime
+from experiments.training.step import StepSetting, precision_of_amp
 from experiments.training.stream import TrainingStream
 from experiments.training.trainer import (
     NonFiniteLossError,
@@ -43,7 +44,9 @@ def datasets(root: Path) -> tuple[CityscapesDataset, CityscapesDataset]:
     return train, CityscapesDataset(root, "val", EvalTransform(input_size=INPUT_SIZE))
 
 
-def make_trainer(root: Path, run_dir: Path | None = None, **overrides: object) -> Trainer:
+def make_trainer(
+    root: Path, run_dir: Path | None = None, runtime: Runtime = CPU, **overrides: object
+) -> Trainer:
     settings = {
         "steps": 40,
         "batch_size": 4,
@@ -63,7 +66,7 @@ def make_trainer(root: Path, run_dir: Path | None = None, **overrides: object) -
         train,
         val,
         trainer_config(**settings),
-        CPU,  # type: ignore[arg-type]
+        runtime,
         num_classes=NUM_CLASSES,
         run_dir=run_dir,
     )
@@ -171,6 +174,64 @@ def test_non_finite_loss_stops_with_its_own_error(synthetic_root: Path) -> None:
         trainer.fit()
 
 
+def test_a_checkpoint_of_a_float_rate_optimiser_resumes(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A checkpoint written before the learning rate was a tensor (plain SGD, float rate):
+    resumed, the optimiser is back to make_optimizer's, and the run is the one never stopped."""
+    expected = make_trainer(synthetic_root, steps=6, eval_every=0).fit()
+    make_trainer(synthetic_root, tmp_path, steps=6, eval_every=0).fit(until=3)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for group in state["optimizer"]["param_groups"]:
+        group.update(lr=float(group["lr"]), initial_lr=float(group["initial_lr"]), fused=None)
+    torch.save(state, tmp_path / "checkpoint.pt")
+    resumed = make_trainer(synthetic_root, tmp_path, steps=6, eval_every=0)
+    assert resumed.resume()
+    (group,) = resumed.optimizer.param_groups
+    assert isinstance(group["lr"], torch.Tensor) and group["fused"]
+    assert resumed.fit().losses == pytest.approx(expected.losses, rel=1e-6)
+
+
+@pytest.mark.parametrize("fetch_every", [1, 4])
+def test_a_loss_turning_nan_is_named_at_its_step(synthetic_root: Path, fetch_every: int) -> None:
+    """The weights are poisoned just before step 6: the run stops naming step 6, read from the
+    device at most `loss_fetch_every` steps later (with 4: after step 8), the losses before it
+    kept."""
+    trainer = make_trainer(synthetic_root, steps=12, eval_every=0, loss_fetch_every=fetch_every)
+
+    def poison_before_step_6() -> None:
+        if trainer.step == 6:
+            with torch.no_grad():
+                trainer.module.head.classifier.weight.fill_(math.nan)
+
+    trainer.between_steps = poison_before_step_6
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 6:") as error:
+        trainer.fit()
+    assert error.value.step == 6
+    assert trainer.step == {1: 7, 4: 8}[fetch_every]
+    assert len(trainer.losses) == 6 and all(map(math.isfinite, trainer.losses))
+
+
+def test_losses_read_in_batches_are_the_losses_read_every_step(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Reading every 3rd step, stopped at step 4 (between two reads), checkpointed and resumed
+    in a new trainer: the losses, curve and weights of a run read every step, never stopped."""
+    straight = make_trainer(synthetic_root, steps=8, eval_every=4, loss_fetch_every=1)
+    expected = straight.fit()
+    stopped = make_trainer(synthetic_root, tmp_path, steps=8, eval_every=0, loss_fetch_every=3)
+    partial = stopped.fit(until=4)
+    assert partial.losses == expected.losses[:4]
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["losses"] == expected.losses[:4]
+    resumed = make_trainer(synthetic_root, tmp_path, steps=8, eval_every=4, loss_fetch_every=3)
+    assert resumed.resume()
+    result = resumed.fit()
+    assert result.losses == expected.losses and result.final_loss == expected.losses[-1]
+    for key, value in resumed.module.state_dict().items():
+        assert torch.equal(value, straight.module.state_dict()[key]), key
+
+
 def test_evaluation_callback_can_stop_the_run(synthetic_root: Path) -> None:
     seen: list[tuple[int, float]] = []
 
@@ -208,7 +269,8 @@ def test_the_run_can_be_stopped_before_any_step_or_evaluation_batch(synthetic_ro
     trainer.between_steps = stop_on_call(3)
     with pytest.raises(Stop):
         trainer.fit()
-    assert trainer.step == 2 and len(trainer.losses) == 2  # two whole steps, the third not begun
+    # Two whole steps, the third not begun; their losses read although no read was due.
+    assert trainer.step == 2 and len(trainer.losses) == 2
     # 4 steps, then the evaluation at step 4: 6 images in batches of 2, stopped before the 2nd.
     calls.clear()
     trainer = make_trainer(synthetic_root, steps=10, eval_every=4, eval_batch_size=2)
@@ -226,7 +288,9 @@ def test_poly_schedule_with_warmup() -> None:
     assert poly_with_warmup(100, total=100, warmup=10, power=0.9) == 0.0
 
 
-@pytest.mark.parametrize(("field", "value"), [("steps", 0), ("lr", 0.0), ("eval_every", -1)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("steps", 0), ("lr", 0.0), ("eval_every", -1), ("loss_fetch_every", 0)]
+)
 def test_bad_trainer_settings_are_named(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"trainer.{field}"):
         trainer_config(**{field: value})
@@ -239,3 +303,70 @@ def test_trainer_section_must_name_every_field_and_nothing_else() -> None:
     del recipe["lr"]
     with pytest.raises(ValueError, match=r"trainer is missing \['lr'\]"):
         TrainerConfig.from_dict(recipe)
+
+
+def speed(**overrides: object) -> dict[str, object]:
+    """A speed section (`trainer.cuda` / `trainer.cpu`) of conf/trainer/base.yaml's CPU one."""
+    return {**compose_option("trainer", "demo")["cpu"], **overrides}
+
+
+def test_the_trainer_takes_the_speed_settings_of_its_device_kind(synthetic_root: Path) -> None:
+    config = trainer_config(cuda=speed(precision="bf16", step_mode="graph"))
+    assert config.step_setting(torch.device("cuda")) == StepSetting("bf16", step_mode="graph")
+    assert config.step_setting(torch.device("cpu")) == config.cpu == StepSetting()
+    trainer = make_trainer(synthetic_root, cuda=speed(precision="bf16"))
+    assert trainer.setting == StepSetting()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (speed(channels_last=True), r"trainer.cpu.channels_last must be false: .*crashes"),
+        (speed(step_mode="graph"), r"trainer.cpu cannot hold fp32\+graph: CUDA graphs need CUDA"),
+        (speed(precision="fp16"), r"cannot hold fp16: fp16 with loss scaling runs on CUDA only"),
+        (speed(step_mode="jit"), r"trainer.cpu.step_mode must be one of \['eager', 'graph'"),
+    ],
+)
+def test_a_speed_setting_a_cpu_cannot_run_is_refused(
+    section: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        trainer_config(cpu=section)
+
+
+def test_the_former_cuda_keys_still_work_with_a_warning() -> None:
+    """`trainer.amp` / `trainer.channels_last` set: they override trainer.cuda's values."""
+    with pytest.warns(FutureWarning, match="trainer.amp and trainer.channels_last are deprecated"):
+        config = trainer_config(amp=True, channels_last=True)
+    cuda = config.step_setting(torch.device("cuda"))
+    assert cuda == StepSetting(precision_of_amp(True), channels_last=True, cudnn_benchmark=True)
+    assert config.step_setting(torch.device("cpu")) == StepSetting()  # CUDA only, as they were
+    with pytest.warns(FutureWarning):
+        assert trainer_config(amp=False).step_setting(torch.device("cuda")).precision == "fp32"
+    assert precision_of_amp(True) in ("bf16", "fp16")
+
+
+# On CUDA, cuDNN's and upsampling's backward kernels add atomically, in an order that varies
+# from run to run: two runs of the same seed agree to fp32 rounding grown over the steps.
+CUDA_RTOL = 1e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("step_mode", ["eager", "graph"])
+def test_on_cuda_a_run_stopped_and_resumed_is_the_run_that_never_stopped(
+    synthetic_root: Path, tmp_path: Path, step_mode: str
+) -> None:
+    """The CUDA defaults (fp32, cudnn.benchmark), eager and graphed: stopped at step 5, between
+    two reads of the losses, and resumed; the graphed run is also the eager one."""
+    cuda = Runtime(torch.device("cuda"))
+    settings = {"steps": 10, "eval_every": 5, "loss_fetch_every": 3}
+    mode = {"cuda": speed(cudnn_benchmark=True, step_mode=step_mode)}
+    eager = make_trainer(synthetic_root, None, cuda, **settings).fit()
+    straight = make_trainer(synthetic_root, None, cuda, **settings, **mode).fit()
+    make_trainer(synthetic_root, tmp_path, cuda, **settings, **mode).fit(until=5)
+    resumed = make_trainer(synthetic_root, tmp_path, cuda, **settings, **mode)
+    assert resumed.resume()
+    result = resumed.fit()
+    assert result.losses == pytest.approx(straight.losses, rel=CUDA_RTOL)
+    assert straight.losses == pytest.approx(eager.losses, rel=CUDA_RTOL)
+    assert [s for s, _ in result.curve] == [5, 10]

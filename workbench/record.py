@@ -64,6 +64,9 @@ class TrialKey:
     TRAIN_SECONDS: Final = "train_seconds"  # training steps only
     WALL_SECONDS: Final = "wall_seconds"  # the whole trial, evaluations included
     IMAGES_PER_SECOND: Final = "images_per_second"
+    # Bytes, `torch.cuda.max_memory_allocated` over the training (CUDA only): what a worker
+    # reads before starting another trial on a GPU it shares (experiments.study.placement).
+    PEAK_DEVICE_MEMORY: Final = "peak_device_memory"
     PER_CLASS_IOU: Final = "per_class_iou"  # percent, None where a class never occurred
     # Why it did not finish, and what stands in for what.
     FAIL_REASON: Final = "fail_reason"  # "<ExceptionType>: <message>" or "interrupted by SIGINT"

@@ -12,6 +12,14 @@ import pandas as pd
 
 from analysis import document as doc
 from analysis import plots
+from analysis.probe_fidelity import (
+    RungFidelity,
+    Sample,
+    fidelity_sentence,
+    pairs_within,
+    plural,
+    rung_fidelity,
+)
 from analysis.rungs import (
     RHO,
     TAU,
@@ -28,7 +36,15 @@ from analysis.tables import EMPTY, number
 from workbench.record import ScheduleKey, StudyKey, TrialStatus
 
 
-def schedule_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> list[doc.Block]:
+def schedule_section(
+    df: pd.DataFrame,
+    attrs: Mapping[str, Any],
+    out_dir: Path,
+    spread: tuple[str, float] | None,
+) -> list[doc.Block]:
+    """The schedule, its rungs, and how well its first rung ranked like the top one: on the
+    probes, the references apart, and over the promoted trials (biased); `spread` is the seed
+    noise floor of an ablation beside the study (`heads.heads_ablation_spread`)."""
     write_frame_csv(lineages(df), out_dir / "lineages.csv")
     figure = plots.rung_curves_figure(
         df,
@@ -47,6 +63,7 @@ def schedule_section(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) 
         ),
         doc.Paragraph("Trials per rung (completed it; of them, promoted to the next):"),
         doc.Table(rung_counts(df).map(lambda v: EMPTY if v is None else str(v))),
+        *_fidelity_blocks(rung_fidelity(df), spread),
         doc.Paragraph(_agreement_text(df)),
         doc.Table(_agreement_table(rung_agreement(df))),
         doc.Attachment(out_dir / "lineages.csv", "one row per architecture: its rungs' mIoU"),
@@ -88,26 +105,100 @@ def _schedule_text(df: pd.DataFrame, schedule: Mapping[str, Any]) -> str:
     return text
 
 
+def _fidelity_blocks(fidelity: RungFidelity, spread: tuple[str, float] | None) -> list[doc.Block]:
+    """The unbiased measure first: the probes, the seed noise floor beside them, and the
+    references apart, with the table of both."""
+    blocks: list[doc.Block] = [
+        doc.Paragraph(
+            "Did the first rung rank like the top one, in this study on this data? "
+            + fidelity_sentence(fidelity)
+            + _noise_text(fidelity.probes, spread)
+        )
+    ]
+    if fidelity.references.measured or fidelity.references.short_of_top:
+        blocks.append(doc.Paragraph(_references_text(fidelity.references)))
+    if fidelity.probes.measured or fidelity.references.measured:
+        blocks.append(doc.Table(_measured_table(fidelity)))
+    return blocks
+
+
+def _noise_text(probes: Sample, spread: tuple[str, float] | None) -> str:
+    if spread is None:
+        return (
+            " No heads ablation on the same data, input size and steps is stored beside this "
+            "study, so the seed noise floor is not measured here."
+        )
+    name, std = spread
+    text = (
+        f" The heads ablation `{name}` beside this study measures a seed-to-seed standard "
+        f"deviation of {std:.1f} mIoU points at the top rung's steps"
+    )
+    pairs = probes.agreement.pairs.count if probes.agreement else 0
+    if not pairs:
+        return text + "."
+    close = pairs_within(
+        [m.top for m in probes.measured], [m.bracket for m in probes.measured], 2 * std
+    )
+    return text + (
+        f": {close} of the {pairs} probe pairs differ by less than {2 * std:.1f} points at the "
+        "top rung, an order another seed could swap, so not even a perfect first rung would "
+        "order every pair alike."
+    )
+
+
+def _references_text(references: Sample) -> str:
+    text = (
+        "The reference designs are hand-picked, not a sample of the space, so they are reported "
+        f"apart and never pooled with the probes: {len(references.measured)} reached the top "
+        "rung"
+    )
+    agreement = references.agreement
+    if agreement is None:
+        return text + ", no two in the same bracket: no within-bracket pair."
+    return text + (
+        f"; over their {plural(agreement.pairs.count, 'within-bracket pair')}, Kendall's tau "
+        f"{agreement.tau:.2f} ({agreement.confidence:.0%} interval {agreement.low:.2f} to "
+        f"{agreement.high:.2f})."
+    )
+
+
+def _measured_table(fidelity: RungFidelity) -> pd.DataFrame:
+    first = f"mIoU, first rung ({fidelity.first_steps} steps)"
+    top = f"mIoU, top rung ({fidelity.top_steps} steps)"
+    rows = [
+        {
+            "name": m.name,
+            "kind": kind,
+            "bracket": m.bracket,
+            first: number(m.first),
+            top: number(m.top),
+        }
+        for kind, sample in (("probe", fidelity.probes), ("reference", fidelity.references))
+        for m in sorted(sample.measured, key=lambda m: (m.bracket, m.name))
+    ]
+    return pd.DataFrame(rows, columns=["name", "kind", "bracket", first, top])
+
+
 def _agreement_text(df: pd.DataFrame) -> str:
     row = first_to_top(df)
     caveat = (
-        " The sample is the promoted trials only, biased towards the architectures that did "
-        "well at the lower rung: a correlation over that narrowed range is not the proxy's "
-        "agreement over the whole space (`python -m experiments.research.proxy_fidelity` "
-        "measures that on chosen architectures)."
+        " Biased: these architectures were chosen by their results (most were promoted for "
+        "doing well at the rung below), so the range is narrowed to the ones that did well "
+        "early and this figure is not the first rung's agreement over the space; the probes' "
+        "figure above is."
     )
     if row is None:
-        return "Only one rung was reached: no agreement between rungs to measure." + caveat
+        return "Over the promoted trials: only one rung was reached, no agreement to measure."
     where = (
         f"between rung {row['from rung']} ({row['from steps']} steps) and the top rung "
         f"({row['to steps']} steps), over the {row['architectures']} architectures that "
         "reached both"
     )
     if math.isnan(row[TAU]):
-        return f"How well a short rung ranks like a long one: {where}, {row['note']}." + caveat
+        return f"Over the promoted trials, {where}: {row['note']}." + caveat
     return (
-        f"How well a short rung ranks like a long one: {where}: Kendall's tau "
-        f"{row[TAU]:.2f}, Spearman's rho {row[RHO]:.2f}." + caveat
+        f"Over the promoted trials, {where}: Kendall's tau {row[TAU]:.2f}, Spearman's rho "
+        f"{row[RHO]:.2f}." + caveat
     )
 
 

@@ -1,5 +1,5 @@
-"""The report's opening: one sentence on the study, what was run, and how its trials ended
-(with the reasons of those that failed or were pruned)."""
+"""The report's opening: one sentence on the study, what was run, the device time its trials
+spent, and how its trials ended (with the reasons of those that failed or were pruned)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import document as doc
+from analysis.device_time import device_hours_text, device_time, device_time_table, runs_of_frame
 from analysis.load import finished, frame_objectives
 from analysis.sections.common import dataset_text, size_text
 from analysis.tables import outcome_counts, reasons, scheduled_frame
@@ -28,6 +29,7 @@ def overview_section(
         doc.Paragraph(_summary(df, front, attrs)),
         doc.Heading("What was run"),
         doc.Table(_what_was_run(df, attrs)),
+        *_device_time(df),
         *_outcomes(df),
     ]
 
@@ -70,6 +72,21 @@ def _what_was_run(df: pd.DataFrame, attrs: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(
         {"": list(rows), "value": ["—" if v is None else str(v) for v in rows.values()]}
     )
+
+
+def _device_time(df: pd.DataFrame) -> list[doc.Block]:
+    times = device_time(runs_of_frame(df))
+    if not times:
+        return []
+    return [
+        doc.Heading("Device time"),
+        doc.Paragraph(
+            f"The trials spent {device_hours_text(times)}. Device-hours: the time each device "
+            "ran at least one trial (a GPU shared by several workers counts once); "
+            "trial-hours: the sum of the trials' runs, training and evaluations."
+        ),
+        doc.Table(device_time_table(times)),
+    ]
 
 
 def _outcomes(df: pd.DataFrame) -> list[doc.Block]:

@@ -3,6 +3,7 @@ sharing the device: `python -m experiments.benchmarks.training_speed`
 
     [--arch dfanet_a] [--recipe demo|cityscapes] [--batch-size N] [--input-size HxW]
     [--device auto|cpu|cuda] [--steps 50] [--settings all|none|SETTING,...]
+    [--trainer-settings recipe|SETTING,...]
     [--processes 1,2,4,8] [--loader-workers N] [--dataset synthetic|cityscapes]
     [--out DIR] [trainer.KEY=VALUE ...] [dataset.KEY=VALUE ...]
 
@@ -17,7 +18,10 @@ Each measurement gives the first step's seconds, the warm-up's, and the steady i
    `+graph` (the whole step in a CUDA graph) and `+compile` (torch.compile: its first step is
    the compilation). `--settings all` runs every one that applies to the device; the CUDA-only
    ones (fp16, cudnn.benchmark, graphs) are skipped on a CPU, with the reason;
-2. the real `Trainer` on the dataset (the built-in one by default), as the recipe configures it;
+2. the real `Trainer` on the dataset (the built-in one by default), as the recipe configures it,
+   with the speed settings of the device's kind (`trainer.cuda` or `trainer.cpu`: its row names
+   them), or once per setting of `--trainer-settings` (`fp32+bench,fp32+bench+graph`: the
+   Trainer eager and graphed);
 3. the data pipeline alone, the Trainer's loader at this shape: decoding the PNG files on every
    read, as real Cityscapes is read, and from the in-memory cache after one epoch;
 4. N Trainers sharing the device (`--processes`), started together after their warm-up: the
@@ -93,15 +97,17 @@ class Plan:
     batch_size: int
     steps: int
     settings: tuple[StepSetting, ...]
+    trainer_settings: tuple[StepSetting, ...]  # the first is also the sharing Trainers'
     skipped: tuple[tuple[str, str], ...]  # (setting, why it does not run here)
     processes: tuple[int, ...]
     loader_workers: int
     threads: int
     out: Path
 
-    def config(self, steps: int) -> TrainerConfig:
-        """The recipe at this batch, for a run of `steps` steps, evaluated once at the end."""
-        return TrainerConfig.from_dict(
+    def config(self, steps: int, setting: StepSetting | None = None) -> TrainerConfig:
+        """The recipe at this batch, for a run of `steps` steps, evaluated once at the end;
+        with `setting` as the speed settings of the device's kind, if given."""
+        config = TrainerConfig.from_dict(
             {
                 **self.trainer,
                 "steps": steps,
@@ -112,6 +118,10 @@ class Plan:
                 "progress": False,
             }
         )
+        if setting is None:
+            return config
+        kind = "cuda" if self.device.type == "cuda" else "cpu"
+        return replace(config, amp=None, channels_last=None, **{kind: setting})
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -123,6 +133,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=positive_int, default=50)
     parser.add_argument("--settings", type=setting_list, default="all")
+    parser.add_argument("--trainer-settings", type=trainer_setting_list, default="recipe")
     parser.add_argument("--processes", type=process_counts, default=(1, 2, 4, 8))
     parser.add_argument("--loader-workers", type=int)
     parser.add_argument("--dataset", default="synthetic", choices=conf_options("dataset"))
@@ -146,6 +157,16 @@ def setting_list(text: str) -> str | tuple[StepSetting, ...]:
         return tuple(StepSetting.parse(name) for name in text.split(",") if name)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def trainer_setting_list(text: str) -> str | tuple[StepSetting, ...]:
+    """`recipe` (the recipe's section of the device's kind) or step settings, as `--settings`."""
+    if text == "recipe":
+        return text
+    settings = setting_list(text)
+    if not settings or isinstance(settings, str):
+        raise argparse.ArgumentTypeError(f"expected recipe or step settings, got {text!r}")
+    return settings
 
 
 def process_counts(text: str) -> tuple[int, ...]:
@@ -175,7 +196,10 @@ def plan_from(args: argparse.Namespace, command: str) -> Plan:
     root = dataset_root(dataset)
     dataset = replace(dataset, root=None if root is None else str(root))
     requested = {"all": all_settings(device), "none": ()}.get(args.settings, args.settings)
-    reasons = {setting: setting.unsupported(device, recipe.loss) for setting in requested}
+    reasons = {setting: setting.unsupported(device) for setting in requested}
+    trainer_settings = args.trainer_settings
+    if trainer_settings == "recipe":
+        trainer_settings = (recipe.step_setting(device),)
     plan = Plan(
         command=command,
         device=device,
@@ -187,13 +211,18 @@ def plan_from(args: argparse.Namespace, command: str) -> Plan:
         batch_size=args.batch_size or recipe.batch_size,
         steps=args.steps,
         settings=tuple(setting for setting, reason in reasons.items() if reason is None),
+        trainer_settings=trainer_settings,
         skipped=tuple((setting.name, reason) for setting, reason in reasons.items() if reason),
         processes=args.processes,
         loader_workers=recipe.num_workers if args.loader_workers is None else args.loader_workers,
         threads=torch.get_num_threads(),
         out=args.out,
     )
-    plan.config(WARMUP_STEPS + plan.steps)  # the overrides make a valid recipe
+    for setting in plan.trainer_settings:  # the overrides and settings make valid recipes
+        reason = setting.unsupported(device)
+        if reason:
+            raise ValueError(f"--trainer-settings {setting.name} on {device.type}: {reason}")
+        plan.config(WARMUP_STEPS + plan.steps, setting)
     return plan
 
 
@@ -220,7 +249,8 @@ def all_settings(device: torch.device) -> tuple[StepSetting, ...]:
 # ----------------------------------------------------------------- a measuring process's side
 @dataclass(frozen=True)
 class Job:
-    """What one measuring process runs: the bare step with `setting`, or the Trainer."""
+    """What one measuring process runs: the bare step with `setting`, or the Trainer with
+    `setting` as its device's speed settings."""
 
     kind: Literal["step", "trainer"]
     plan: Plan
@@ -375,15 +405,19 @@ def time_calls(
 
 class TrainerClock:
     """The Trainer's `between_steps`: called before each step, then before each evaluation
-    batch, so call k marks the end of step k (the Trainer reads every step's loss, which
-    waits for the device). Opens the window after the warm-up, closes it after the last step."""
+    batch, so call k marks the end of step k. The Trainer reads its losses from the device only
+    every `trainer.loss_fetch_every` steps, so the clock waits for the device where it marks a
+    span's end: each untimed step (the first step's seconds), and the window's two ends. Opens
+    the window after the warm-up, closes it after the last timed step."""
 
-    def __init__(self, steps: int, report: Reporter, window: Window) -> None:
-        self.steps, self.report, self.window = steps, report, window
+    def __init__(self, steps: int, report: Reporter, window: Window, device: torch.device) -> None:
+        self.steps, self.report, self.window, self.device = steps, report, window, device
         self.marks: list[float] = []
 
     def __call__(self) -> None:
         calls = len(self.marks)
+        if calls <= WARMUP_STEPS or calls == WARMUP_STEPS + self.steps:
+            _synchronize(self.device)
         self.marks.append(time.perf_counter())  # before the window: no wait for the others
         if calls == WARMUP_STEPS:
             self.window.open()
@@ -397,7 +431,10 @@ class TrainerClock:
 
 def time_trainer(job: Job, report: Reporter, window: Window) -> Timing:
     plan, device = job.plan, job.plan.device
-    config = plan.config(WARMUP_STEPS + plan.steps)
+    # One step more than the clock times: the window closes before it (at the start of the
+    # step after the timed ones), and the evaluation, whose first batch loads before the clock
+    # is called, comes after it.
+    config = plan.config(WARMUP_STEPS + plan.steps + 1, job.setting)
     report("reading the dataset")
     train, val, num_classes = build_datasets(
         plan.dataset, input_size=plan.input_size, scale_range=config.scale_range
@@ -405,7 +442,7 @@ def time_trainer(job: Job, report: Reporter, window: Window) -> Timing:
     val.samples = val.samples[: config.eval_batch_size]  # one batch: the evaluation is untimed
     torch.manual_seed(0)
     model = build(get_arch(plan.arch).replace(input_size=plan.input_size), num_classes)
-    clock = TrainerClock(plan.steps, report, window)
+    clock = TrainerClock(plan.steps, report, window, device)
     trainer = Trainer(
         model, train, val, config, Runtime(device), num_classes=num_classes, between_steps=clock
     )
@@ -684,8 +721,10 @@ def run(plan: Plan) -> tuple[pd.DataFrame, str]:
     for setting in plan.settings:
         what, job = f"step {setting.name}", Job("step", plan, plan.threads, setting)
         add(measure(what, "step", partial(run_processes, what, job, 1)))
-    trainer = Job("trainer", plan, plan.threads)
-    add(measure("Trainer", "trainer", partial(run_processes, "Trainer", trainer, 1)))
+    for setting in plan.trainer_settings:
+        what, job = f"Trainer {setting.name}", Job("trainer", plan, plan.threads, setting)
+        add(measure(what, "trainer", partial(run_processes, what, job, 1)))
+    trainer = Job("trainer", plan, plan.threads, plan.trainer_settings[0])
     for cached in (False, True):
         what = f"loader, {'cached' if cached else 'PNG'}, {plan.loader_workers} workers"
         add(measure(what, "loader", lambda cached=cached: [time_loader(plan, cached)]))

@@ -9,13 +9,18 @@ proxy) and at the long one, once per seed, with the recipe `experiments.train` c
 demo trainer on the built-in data by default; `dataset=cityscapes trainer=cityscapes` on
 Cityscapes). Prints one row per architecture (each budget's mIoU: the mean over seeds, ± their
 standard deviation with two seeds or more), then Kendall's tau and Spearman's rho between the
-two rankings of the mean mIoU, the overlap of their top k, and the noise floor at each budget:
-the mean over architectures of the seed-to-seed standard deviation (a difference smaller than
-about twice it is not a difference). The table is also written as Markdown under outputs/.
+two rankings of the mean mIoU, the overlap of their top k, the noise floor at each budget (the
+mean over architectures of the seed-to-seed standard deviation: a difference smaller than about
+twice it is not a difference), and Kendall's tau pooled over pairs within a head, the agreement
+a study's schedule measures on its probes (`analysis.probe_fidelity`: promotion compares within
+a head). The table is written as Markdown under outputs/ and, beside it, as JSON (each
+architecture's label, head, GMAdds and mIoU per budget and seed), the input of
+`experiments.research.probe_count`.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +29,8 @@ from pathlib import Path
 import optuna
 from scipy import stats
 
+from analysis.probe_fidelity import Agreement as PooledAgreement
+from analysis.probe_fidelity import pooled_agreement
 from experiments.config import compose_option
 from experiments.research.scoring import Bench, TrainingProgress
 from search_space.cost import count_madds
@@ -33,6 +40,9 @@ from search_space.spec import ArchSpec
 from workbench.cli import CommandParser
 
 PAPER_DESIGNS = ("dfanet_a", "dfanet_b")
+# The JSON table's keys (`experiments.research.probe_count` reads them).
+STEPS_KEY = "steps"  # {"short": S, "long": L}
+ARCHITECTURES_KEY = "architectures"  # [{"label", "head", "gmadds", "short", "long"}, ...]
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,16 @@ def _mean_and_spread(values: Sequence[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def _within_heads_text(within: PooledAgreement | None) -> str:
+    if within is None:
+        return "no two architectures share a head: no within-head pair"
+    return (
+        f"within heads (pairs of one head only, pooled), Kendall's tau {within.tau:.2f} over "
+        f"{within.pairs.count} pairs ({within.confidence:.0%} interval {within.low:.2f} to "
+        f"{within.high:.2f})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(
         prog="python -m experiments.research.proxy_fidelity", description=__doc__
@@ -116,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     mious: dict[str, list[list[float]]] = {"short": [], "long": []}
+    architectures = []
     members = sample_members(space, args.archs, args.sampler_seed)
     progress = TrainingProgress(len(members) * len(args.seeds) * (args.short + args.long))
     for label, spec in members:
@@ -126,21 +147,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             ])  # fmt: skip
         gmadds = count_madds(spec.replace(input_size=bench.input_size), bench.num_classes).gmadds
         cells = [_mean_and_spread(mious[budget][-1]) for budget in budgets]
+        architectures.append(
+            {"label": label, "head": spec.head, "gmadds": gmadds}
+            | {budget: statistics.fmean(mious[budget][-1]) for budget in budgets}
+            | {f"{budget} seeds": mious[budget][-1] for budget in budgets}
+        )
         rows.append(f"| {label} | {gmadds:.3f} | {cells[0]} | {cells[1]} |")
         print(rows[-1], flush=True)
     means = {budget: [statistics.fmean(v) for v in values] for budget, values in mious.items()}
     agreement = rank_agreement(means["short"], means["long"], args.top_k)
+    within = pooled_agreement(means["short"], means["long"], [a["head"] for a in architectures])
     summary = (
         f"Kendall's tau {agreement.kendall_tau:.2f}, Spearman's rho {agreement.spearman_rho:.2f}, "
         f"top-{agreement.top_k} overlap {agreement.top_k_overlap}/{agreement.top_k} over "
         f"{len(rows) - 2} architectures; noise floor (mean seed-to-seed std, seeds "
         f"{args.seeds}): {noise_floor(mious['short']):.2f} at {args.short} steps, "
-        f"{noise_floor(mious['long']):.2f} at {args.long} steps"
+        f"{noise_floor(mious['long']):.2f} at {args.long} steps; " + _within_heads_text(within)
     )
     table = "\n".join(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(f"{table}\n\n{summary}\n")
-    print(f"\n{table}\n\n{summary}\nsaved {args.out}")
+    table_json = args.out.with_suffix(".json")
+    table_json.write_text(
+        json.dumps(
+            {"space": args.space, "input_size": list(bench.input_size), "seeds": args.seeds,
+             STEPS_KEY: {"short": args.short, "long": args.long},
+             ARCHITECTURES_KEY: architectures},
+            indent=1,
+        )
+    )  # fmt: skip
+    print(f"\n{table}\n\n{summary}\nsaved {args.out} and {table_json}")
     return 0
 
 

@@ -62,9 +62,10 @@ def replay_rule(
     """Run the study's rule (`decide`) to its end on `measure`d results, one worker, in an
     in-memory study: the architectures are `genes` in the order the study met them (each one's
     spec: what brackets read), the first `len(first_trials)` enqueued at the start with those
-    user attributes, as a study enqueues its first trials, the others drawn in turn whenever the
-    rule starts a new one, up to `n_trials` finished. Returns the study: every trial that ran is
-    COMPLETE with its `rung`; a first trial the rule never ran is left waiting, as in a study."""
+    user attributes, as a study enqueues its first trials (a reference design or a probe among
+    them climbs to the top rung, as in a study), the others drawn in turn whenever the rule
+    starts a new one, up to `n_trials` finished. Returns the study: every trial ran and is
+    COMPLETE with its `rung` (an enqueued one runs whatever the target, as in a study)."""
     if max(len(first_trials), n_trials) > len(genes):
         raise ValueError(
             f"a replay of {len(genes)} architectures cannot enqueue {len(first_trials)} first "
@@ -141,6 +142,7 @@ class FullRun:
     target: int  # how many of them the study finished by its target: the replay's target
     top: int  # the budget every architecture reached
     stratify: str | None  # the brackets a schedule of this study would have
+    references_to_top: bool  # whether its schedule would carry its references to the top
     failed: int  # trials that failed (each retried by a later one, or never measured)
 
     def miou(self, index: int, step: int) -> float:
@@ -220,6 +222,8 @@ def load_full_run(study: optuna.Study) -> FullRun:
             load_space(config["space"]) if "space" in config else None,
             settings.get("schedule", {}).get("stratify"),
         ),
+        # Stored before the setting existed: references were ranked like any trial.
+        references_to_top=bool(settings.get("schedule", {}).get("references_to_top", False)),
         failed=sum(t.state == TrialState.FAIL for t in everything),
     )
 
@@ -238,7 +242,7 @@ def _values(trial: FrozenTrial) -> list[float]:
     return list(trial.values)
 
 
-_ENQUEUED_AS = (TrialKey.REFERENCE, TrialKey.FIRST_DRAW)  # what marks a first trial
+_ENQUEUED_AS = (TrialKey.REFERENCE, TrialKey.FIRST_DRAW, TrialKey.PROBE)  # a first trial's marks
 
 
 # ------------------------------------------------------------------------------ a replay
@@ -257,8 +261,18 @@ class Outcome:
 
 
 def replay(run: FullRun, reduction: int, min_steps: int) -> Outcome:
-    settings = ScheduleConfig(True, reduction, min_steps, run.stratify)
-    schedule = Schedule(settings.rungs(run.top), reduction, run.stratify, run.directions)
+    probes = sum(TrialKey.PROBE in attrs for attrs in run.first_trials)
+    settings = ScheduleConfig(
+        True, reduction, min_steps, run.stratify, run.references_to_top, probes
+    )
+    schedule = Schedule(
+        settings.rungs(run.top),
+        reduction,
+        run.stratify,
+        run.directions,
+        references_to_top=run.references_to_top,
+        probes=probes,
+    )
 
     def measure(index: int, rung: int) -> tuple[float, ...]:
         return (run.miou(index, schedule.rungs[rung]), *run.costs[index])

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from analysis import document as doc
 from analysis.ablation import ablation_table, format_ablation
 from analysis.load import load_trials
+from analysis.probe_fidelity import fidelity_sentence, rung_fidelity
 from analysis.report import NoFinishedTrialsError, format_front, write_report
 from analysis.retrain_verdict import retrain_table, verdict
 from experiments.config import CONFIG_ERRORS, refuse_repeated_overrides
@@ -34,7 +35,8 @@ log = logging.getLogger("experiments.search")
 
 
 def summarise(study: optuna.Study, output_dir: Path) -> None:
-    """Print the Pareto front and write the study's report (`analysis.report`)."""
+    """Print the Pareto front (under a schedule, with whether its first rung ranked like the top
+    one, or the warning that it did not) and write the study's report (`analysis.report`)."""
     try:
         report = write_report(study, output_dir / "reports" / study.study_name)
     except NoFinishedTrialsError as error:
@@ -49,6 +51,8 @@ def summarise(study: optuna.Study, output_dir: Path) -> None:
         print(format_ablation(ablation_table(frame, study.user_attrs[StudyKey.ABLATION])))
     else:
         print(format_front(frame))
+        if study.user_attrs.get(StudyKey.SCHEDULE):
+            print(fidelity_sentence(rung_fidelity(frame)))
     print(f"report: {report}")
 
 

@@ -7,22 +7,29 @@ work, naming each difference. Everything else may change on resume (`MAY_CHANGE`
 trials, how many workers, where the data lies, where things are written.
 
 A defining setting added after studies were stored is absent from their definitions; it is read
-there as the value it had before it existed (`ADDED_LATER`), so those studies still resume.
+there as the value it had before it existed (`ADDED_LATER`), so those studies still resume; one
+renamed is read under its new name (`RENAMED`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from experiments.training.step import precision_of_amp
 
 # Config keys (dotted prefixes) that do not change what a trial measures.
 MAY_CHANGE = (
     "study.name",
     "study.n_trials",
     "study.n_workers",
+    "study.workers_per_gpu",
     "study.threads_per_worker",
     "study.max_failed_trials",
     "study.keep_checkpoints",
+    # Which architectures are enqueued first, never how a trial is measured: a design added on
+    # resume runs and climbs to the top rung like the others (the schedule reads each trial's
+    # own `reference` mark, not this list), and one removed keeps its trials and their climb.
     "study.reference_designs",
     "study.first_trials_per_head",
     "study.early_stopping",
@@ -33,6 +40,17 @@ MAY_CHANGE = (
     "trainer.num_workers",
     "trainer.eval_batch_size",
     "trainer.checkpoint_every",
+    "trainer.loss_fetch_every",  # when the losses are read, not what they are
+    # The step's speed settings other than its precision: the same arithmetic in another
+    # memory layout, cuDNN algorithm or kernel launch (fp32 rounding apart). The precision
+    # changes the numerics: it defines the study.
+    "trainer.cuda.channels_last",
+    "trainer.cuda.cudnn_benchmark",
+    "trainer.cuda.step_mode",
+    "trainer.cpu.channels_last",
+    "trainer.cpu.cudnn_benchmark",
+    "trainer.cpu.step_mode",
+    "trainer.channels_last",  # the former name of trainer.cuda.channels_last
     "storage",
     "tracking",
     "device",  # the device's kind (CPU or CUDA) is part of the definition, below
@@ -52,10 +70,23 @@ ADDED_LATER: dict[str, Any] = {
     "study.schedule.reduction": UNUSED,
     "study.schedule.min_steps": UNUSED,
     "study.schedule.stratify": UNUSED,
+    # References ranked like any trial, and no probes. Any value now: a stored scheduled study
+    # resumed with them carries its references and probes to the top rung from then on, and
+    # every trial measures what it measured before.
+    "study.schedule.references_to_top": UNUSED,
+    "study.schedule.probes": UNUSED,
     # Ablation keys that had a default in code before conf/ablate.yaml held them all: an
     # ablation was no retraining, and a variant without `arch` changed DFANet A.
     "ablation.retrain_of": None,
     "ablation.base": "dfanet_a",
+    # A CPU trained in fp32 before the per-device speed settings.
+    "trainer.cpu.precision": "fp32",
+}
+# Defining keys renamed, each with its new name and how its value reads there: a stored
+# definition's former key is read as the new one, and so is the former key set today (a
+# deprecated alias, which wins over the new key as it does in the Trainer).
+RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "trainer.amp": ("trainer.cuda.precision", precision_of_amp),
 }
 
 
@@ -77,9 +108,10 @@ def study_definition(
     # The effective input size, whichever key set it and however it was spelled.
     flat["input_size"] = list(input_size)
     flat["objectives"] = list(objectives)
-    # CPU or CUDA: AMP runs on CUDA only, and latencies of the two are not comparable.
+    # CPU or CUDA: each has its own speed settings (its precision defines the study), and
+    # latencies of the two are not comparable.
     flat["device_type"] = device
-    return flat
+    return _as_named_now(flat)
 
 
 def check_definition(stored: Mapping[str, Any], current: Mapping[str, Any], study: str) -> None:
@@ -91,7 +123,7 @@ def check_definition(stored: Mapping[str, Any], current: Mapping[str, Any], stud
         for key, value in ADDED_LATER.items()
         if key in current
     }
-    stored = {**before, **stored}
+    stored = {**before, **_as_named_now(stored)}
     changed = [
         key
         for key in sorted(set(stored) | set(current))
@@ -122,6 +154,21 @@ _ABSENT = object()
 
 def _text(values: Mapping[str, Any], key: str) -> str:
     return repr(values[key]) if key in values else "(not set)"
+
+
+def _as_named_now(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """`definition` as today's definitions are: former keys renamed (`RENAMED`; null: not set),
+    keys that may change now left out, and the speed settings of the other device kind left
+    out: a study on a CPU never reads `trainer.cuda` (nor one on CUDA `trainer.cpu`), so a
+    change of those defaults must not refuse it, and a stored key that defined it then (the
+    former `trainer.amp` on a CPU) meant nothing there."""
+    flat = dict(definition)
+    for former, (name, read) in RENAMED.items():
+        value = flat.pop(former, None)
+        if value is not None:
+            flat[name] = read(value)
+    unused = "trainer.cpu." if flat.get("device_type") == "cuda" else "trainer.cuda."
+    return {k: v for k, v in flat.items() if not _may_change(k) and not k.startswith(unused)}
 
 
 def _may_change(key: str) -> bool:

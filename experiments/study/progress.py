@@ -10,6 +10,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from analysis.device_time import device_hours_text, device_time, runs_of_trials
 from analysis.pareto import non_dominated
 from experiments.study.schedule import Schedule
 from workbench.record import TrialKey
@@ -101,12 +102,14 @@ def study_progress_line(
     study: optuna.Study, target: int, started: float, at_start: Counts, schedule: Schedule | None
 ) -> str:
     """The progress line of `study` now (`started`: this command's start, `at_start`: the
-    counts then)."""
+    counts then), ending with the device time the study's trials spent (`analysis.device_time`)."""
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(study, trials)
     left = max(0, target - counts.finished)
     steps_left = None if schedule is None else schedule.least_steps_left(trials, left)
-    return progress_line(counts, target, started, at_start, steps_left)
+    line = progress_line(counts, target, started, at_start, steps_left)
+    spent = device_hours_text(device_time(runs_of_trials(trials)))
+    return f"{line} | {spent}" if spent else line
 
 
 def progress_line(

@@ -24,15 +24,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import optuna
 
 from search_space.published import find_published
 from search_space.registry import get_arch, matching_reference
-from search_space.space import SearchSpace, SpaceError
+from search_space.space import Dimension, SearchSpace, SpaceError
 from search_space.spec import ArchSpec, SpecError
 from workbench.record import KIND_ABLATION, KIND_SEARCH, StudyKey, TrialKey
 
 log = logging.getLogger(__name__)
+
+_PROBE_STREAM = 1  # the probes' draws: seeded by (study.seed, this)
+_MAX_REDRAWS = 100  # draws of one first trial that all repeat another: the space is too small
 
 
 class Proposer(Protocol):
@@ -57,12 +61,21 @@ class SpaceProposer:
     """A search: the sampler explores the space. The paper's designs come first, then random
     members of each head the space has until every head has `first_trials_per_head` trials:
     a model-based sampler that settles on one head after a few draws would otherwise leave
-    the others unmeasured, and the comparison of heads is what a study is read for."""
+    the others unmeasured, and the comparison of heads is what a study is read for. Then the
+    schedule's `probes`: random members drawn before any result is known, in pairs per bracket
+    (probes 2k and 2k + 1 in bracket k mod the number of brackets, the values of
+    `bracket_gene`; one bracket without it), so that the rungs' agreement is measured within
+    brackets, where promotion compares trials. Every draw is seeded by the study's seed alone,
+    the probes in a stream of their own (the same probes whatever the reference designs and
+    first draws), and is a new architecture: one that repeats an earlier first trial is drawn
+    again."""
 
     space: SearchSpace
     seed: int
     reference_designs: tuple[str, ...]
     first_trials_per_head: int
+    probes: int
+    bracket_gene: str | None  # the schedule's brackets (`study.schedule.stratify`, if varied)
 
     def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
         return self.space.suggest(trial), self.seed
@@ -75,29 +88,88 @@ class SpaceProposer:
                 trials.append((self.space.params_for(spec), {TrialKey.REFERENCE: name}))
             except SpaceError as error:
                 log.warning("%s is not enqueued: %s", name, error)
-        return trials + self._draws_per_head([params.get("head") for params, _ in trials])
+        trials += self._draws_per_head(trials)
+        return trials + self._probes(trials)
 
     def _draws_per_head(
-        self, heads_so_far: list[Any]
+        self, earlier: list[tuple[dict[str, Any], dict[str, Any]]]
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """Seeded random members of the space with a given head: a throw-away in-memory study
-        whose first parameter (the head) is enqueued and the rest drawn by a random sampler."""
-        head = next((d for d in self.space.dimensions if d.gene == "head" and not d.is_fixed), None)
+        """A random member of each head for every trial it lacks of `first_trials_per_head`."""
+        head = self._drawn_dimension("head")
         if head is None or self.first_trials_per_head < 1:
             return []
+        heads_so_far = [params.get("head") for params, _ in earlier]
+        wanted = [
+            ({"head": value}, {TrialKey.FIRST_DRAW: f"{value}/{index}"})
+            for value in head.candidate_values()
+            for index in range(self.first_trials_per_head - heads_so_far.count(value))
+        ]
+        return self._seeded_draws(wanted, self.seed, earlier)
+
+    def _probes(
+        self, earlier: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The probes, named `<bracket>/<index>` ("all" without brackets)."""
+        if self.probes == 0:
+            return []
+        bracket = None if self.bracket_gene is None else self._drawn_dimension(self.bracket_gene)
+        if self.bracket_gene is not None and bracket is None:
+            raise ValueError(
+                f"study.schedule.probes={self.probes}: the space '{self.space.name}' does not "
+                f"draw study.schedule.stratify={self.bracket_gene!r} as one value an "
+                "architecture, so probes cannot be spread over its brackets"
+            )
+        values = (None,) if bracket is None else bracket.candidate_values()
+        wanted = []
+        for index in range(self.probes):
+            value = values[index // 2 % len(values)]
+            fixed = {} if bracket is None else {bracket.name: value}
+            label = "all" if bracket is None else value
+            wanted.append((fixed, {TrialKey.PROBE: f"{label}/{index}"}))
+        # A stream of their own: the probes do not move when the first draws do.
+        stream = int(np.random.SeedSequence((self.seed, _PROBE_STREAM)).generate_state(1)[0])
+        return self._seeded_draws(wanted, stream, earlier)
+
+    def _drawn_dimension(self, gene: str) -> Dimension | None:
+        """The space's dimension of `gene` when it draws one value of it an architecture."""
+        return next(
+            (d for d in self.space.dimensions if d.gene == gene and d.item is None
+             and not d.is_fixed),
+            None,
+        )  # fmt: skip
+
+    def _seeded_draws(
+        self,
+        wanted: list[tuple[dict[str, Any], dict[str, Any]]],
+        seed: int,
+        earlier: list[tuple[dict[str, Any], dict[str, Any]]],
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Seeded random members of the space, one for each (fixed parameters, user attributes)
+        of `wanted`: a throw-away in-memory study enqueues the fixed parameters (a head, a
+        bracket) and a random sampler draws the rest. A draw that repeats an `earlier` trial's
+        architecture, or another draw's, is drawn again."""
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed))
+            draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+            seen = [params for params, _ in earlier]
             trials = []
-            for value in head.candidate_values():
-                for index in range(self.first_trials_per_head - heads_so_far.count(value)):
-                    draws.enqueue_trial({"head": value})
+            for fixed, attrs in wanted:
+                for _ in range(_MAX_REDRAWS):
+                    draws.enqueue_trial(fixed)
                     trial = draws.ask()
-                    spec = self.space.suggest(trial)
+                    params = self.space.params_for(self.space.suggest(trial))
                     draws.tell(trial, 0.0)
-                    attrs = {TrialKey.FIRST_DRAW: f"{value}/{index}"}
-                    trials.append((self.space.params_for(spec), attrs))
+                    if params not in seen:
+                        break
+                else:
+                    raise ValueError(
+                        f"space '{self.space.name}': {_MAX_REDRAWS} draws with {fixed} all "
+                        "repeat an architecture already enqueued; the space is too small for "
+                        "study.first_trials_per_head and study.schedule.probes"
+                    )
+                seen.append(params)
+                trials.append((params, attrs))
             return trials
         finally:
             optuna.logging.set_verbosity(verbosity)

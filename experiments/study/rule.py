@@ -4,13 +4,16 @@ The study's workers call `decide` between trials and only do the storage's work 
 `experiments.research.schedule_replay` calls it on an in-memory study to replay a schedule
 without training. One rule, so that a replay is the study it stands for.
 
-A promotion comes before a new architecture, and after the target is reached: the study ends
-with every rung's best trials trained on. Before the target it is chosen once the enqueued first
-trials have run (on their results too); a waiting trial (enqueued, a promotion just chosen, or
-the retry of an interrupted one) runs whatever the target. Past the target, or with the rest of
-it running elsewhere, a worker waits where a dead worker is noticed (heartbeats; a journal file
-has none): a running trial may earn a promotion (the top rungs are the longest), and one whose
-host died is failed and retried, so the study ends complete. Otherwise it stops.
+A waiting trial (an enqueued first trial, a promotion just chosen, or the retry of an
+interrupted one) runs first, whatever the target: so no enqueued trial is left waiting, and a
+rung closes once the trials that can still reach it have (a study whose target is below its
+first trials runs them all, then promotes as a larger one does). With nothing waiting, a
+promotion comes before a new architecture, and after the target is reached: the study ends
+with every rung's best trials trained on, its references and probes at the top rung. Past the
+target, or with the rest of it running elsewhere, a worker waits where a dead worker is noticed
+(heartbeats; a journal file has none): a running trial may earn a promotion (the top rungs are
+the longest), and one whose host died is failed and retried, so the study ends complete.
+Otherwise it stops.
 """
 
 from __future__ import annotations
@@ -82,19 +85,18 @@ def decide(
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     running = [t for t in trials if t.state == TrialState.RUNNING]
     running_architectures = sum(not _is_promotion(t) for t in running)
-    if not any(map(_is_promotion, waiting)):
-        may_choose = not waiting or reached
-        if may_choose and schedule is not None:
-            # The first rung closes once every architecture is sampled and trained to it.
-            sampling_done = reached and running_architectures == 0 and not waiting
+    if not waiting:
+        if schedule is not None:
+            # The first rung closes once the target's architectures are trained to it: nothing
+            # waits (a waiting trial runs, whatever the target) and none is still training.
+            sampling_done = reached and running_architectures == 0
             promotion = schedule.next_promotion(trials, sampling_done)
             if promotion is not None:
                 return promotion
         enough = finished + running_architectures >= n_trials
-        others_may_die = not reached and not waiting
-        if heartbeats and running and enough and (schedule is not None or others_may_die):
+        if heartbeats and running and enough and (schedule is not None or not reached):
             return Wait()
-        if reached or (enough and not waiting):
+        if enough:
             return Stop()
     if repeats >= MAX_REPEATS:
         return Abort(

@@ -19,6 +19,14 @@ too. A front of four from sixteen architectures does not fit in a quarter of the
 dominated at no rung is the study's front in the making: trained on, it is measured where the
 front is drawn.
 
+Some trials climb to the top rung whatever their rank, on top of every quota (chosen first, as
+if they were not there): the study's reference designs (`references_to_top`), so that the
+report places the paper's designs with the budget of the front, and its probes (`TrialKey.PROBE`:
+seeded random members enqueued before any result is known), so that how well the first rung
+ranks like the top one is measured on a sample the results did not choose. Every promotion says
+why it was made (`TrialKey.PROMOTED_FOR`): its bracket's quota, a closed rung's front, a
+reference, a probe.
+
 `stratify` (a gene, `head` in the studies) makes each of that gene's values a bracket with its
 own quota, `n_h // reduction` of its `n_h` trials, and at least one once the rung has closed:
 every head's best trials reach the top rung, so that the heads are compared at the budget that
@@ -56,10 +64,13 @@ class ScheduleConfig:
     reduction: int  # promote the top 1/reduction of each rung
     min_steps: int  # the first rung's budget, at least
     stratify: str | None  # a gene whose every value is a bracket of its own
+    references_to_top: bool  # the reference designs always promoted, whatever their rank
+    probes: int  # seeded random architectures enqueued first and always promoted
 
     def __post_init__(self) -> None:
         check_at_least(self, "study.schedule", ("reduction",), 2)
         check_at_least(self, "study.schedule", ("min_steps",), 1)
+        check_at_least(self, "study.schedule", ("probes",), 0)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ScheduleConfig:
@@ -80,18 +91,27 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class Promotion:
-    """Train trial `parent` (complete at rung `rung - 1`) on to rung `rung`."""
+    """Train trial `parent` (complete at rung `rung - 1`) on to rung `rung`, for `reason`
+    (one of `PROMOTED_FOR_REASONS`)."""
 
     parent: FrozenTrial
     rung: int
+    reason: str
 
     def user_attrs(self) -> dict[str, Any]:
-        # What the parent was enqueued as (a paper design, a head's draw) stays its name.
+        # What the parent was enqueued as (a paper design, a head's draw, a probe) stays its
+        # name: a reference or a probe is promoted again at the next rung for it.
         kept = {k: self.parent.user_attrs[k] for k in _LINEAGE_NAMES if k in self.parent.user_attrs}
-        return {**kept, TrialKey.PROMOTED_FROM: self.parent.number, TrialKey.RUNG: self.rung}
+        return {
+            **kept,
+            TrialKey.PROMOTED_FROM: self.parent.number,
+            TrialKey.RUNG: self.rung,
+            TrialKey.PROMOTED_FOR: self.reason,
+        }
 
 
-_LINEAGE_NAMES = (TrialKey.REFERENCE, TrialKey.FIRST_DRAW)
+_LINEAGE_NAMES = (TrialKey.REFERENCE, TrialKey.FIRST_DRAW, TrialKey.PROBE)
+_IN_FLIGHT = (TrialState.WAITING, TrialState.RUNNING)
 # A promotion in one of these states trains its parent on (a PRUNED one lost a race to one).
 LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 
@@ -102,6 +122,8 @@ class Schedule:
     reduction: int
     stratify: str | None
     directions: tuple[StudyDirection, ...]
+    references_to_top: bool = False
+    probes: int = 0  # how many the study enqueued (what promotes them is their PROBE mark)
 
     def describe(self) -> dict[str, Any]:
         """What the study stores of it (`StudyKey.SCHEDULE`) for its report."""
@@ -109,6 +131,8 @@ class Schedule:
             ScheduleKey.RUNGS: list(self.rungs),
             ScheduleKey.REDUCTION: self.reduction,
             ScheduleKey.STRATIFY: self.stratify,
+            ScheduleKey.REFERENCES_TO_TOP: self.references_to_top,
+            ScheduleKey.PROBES: self.probes,
         }
 
     def next_promotion(
@@ -123,9 +147,9 @@ class Schedule:
         taken = _taken(trials)
         closed = self.closed_rungs(trials, sampling_done)
         for rung in reversed(range(len(self.rungs) - 1)):
-            for trial in self.promotable(trials, rung, closed=rung < closed):
-                if trial.number not in taken:
-                    return Promotion(trial, rung + 1)
+            for promotion in self.promotable(trials, rung, closed=rung < closed):
+                if promotion.parent.number not in taken:
+                    return promotion
         return None
 
     def closed_rungs(self, trials: Sequence[FrozenTrial], sampling_done: bool) -> int:
@@ -138,54 +162,97 @@ class Schedule:
         live = {
             t.user_attrs[TrialKey.RUNG]
             for t in trials
-            if TrialKey.PROMOTED_FROM in t.user_attrs
-            and t.state in (TrialState.WAITING, TrialState.RUNNING)
+            if TrialKey.PROMOTED_FROM in t.user_attrs and t.state in _IN_FLIGHT
         }
         closed = 1
         while (
             closed < len(self.rungs)
             and closed not in live
-            and all(t.number in taken for t in self.promotable(trials, closed - 1, closed=True))
+            and all(
+                p.parent.number in taken for p in self.promotable(trials, closed - 1, closed=True)
+            )
         ):
             closed += 1
         return closed
 
     def least_steps_left(self, trials: Sequence[FrozenTrial], architectures_left: int) -> int:
-        """A floor on the training steps the rule still spends: the first rung of the
-        architectures not yet finished, then at every rung above the promotions its floor asks
-        of the rung below (the top 1/reduction, at least each bracket's best), less those
-        already made. A closed rung's front, when wider than that, adds more. What a progress
-        line's ETA can say once the new architectures are done and the promotions remain."""
+        """A floor on the training steps the rule still spends (a running trial's rung counted
+        whole: its progress is not stored): the first rung of the architectures not yet
+        finished; then at every rung above, the promotions its floor asks of the rung below
+        (the top 1/reduction, at least each bracket's best) or, when more, those waiting or
+        running plus the climb still ahead of every reference and probe (each goes to the top
+        rung), less the promotions complete there. A closed rung's front, when wider, adds
+        more. What a progress line's ETA can say once the new architectures are done and the
+        promotions remain: never 0 while one is still to run."""
         reached = [_completed_rung(t) for t in trials]
         first = [t for t, rung in zip(trials, reached, strict=True) if rung == 0]
         brackets = len(_strata(first, self.stratify)) if self.stratify is not None else 1
-        holding = reached.count(0) + architectures_left  # what the first rung will hold
-        left = architectures_left * self.rungs[0]
+        taken = _taken(trials)
+        in_flight = [t for t in trials if t.state in _IN_FLIGHT]
+        new_in_flight = sum(TrialKey.PROMOTED_FROM not in t.user_attrs for t in in_flight)
+        promoted_into = [t.user_attrs[TrialKey.RUNG] for t in in_flight
+                         if TrialKey.PROMOTED_FROM in t.user_attrs]  # fmt: skip
+        # Where each reference and probe still to climb stands: the rung its lineage's last
+        # trial completed (none made from it yet) or is training to.
+        climbing = [
+            rung if rung is not None else trial.user_attrs.get(TrialKey.RUNG, 0)
+            for trial, rung in zip(trials, reached, strict=True)
+            if self._always_promoted(trial)
+            and (trial.state in _IN_FLIGHT or (rung is not None and trial.number not in taken))
+        ]
+        first_left = max(architectures_left, new_in_flight)
+        left = first_left * self.rungs[0]
+        holding = reached.count(0) + first_left  # what the first rung will hold
         for rung in range(1, len(self.rungs)):
             floor = min(holding, max(brackets, holding // self.reduction))
             made = reached.count(rung)
-            left += max(0, floor - made) * (self.rungs[rung] - self.rungs[rung - 1])
-            holding = max(floor, made)
+            to_come = promoted_into.count(rung) + sum(r < rung for r in climbing)
+            asked = max(floor, made + to_come)
+            left += max(0, asked - made) * (self.rungs[rung] - self.rungs[rung - 1])
+            holding = asked
         return left
 
     def promotable(
         self, trials: Sequence[FrozenTrial], rung: int, *, closed: bool
-    ) -> list[FrozenTrial]:
-        """The trials of `rung` that belong on the next one, each bracket's best first, then
-        the rest of a closed rung's front."""
+    ) -> list[Promotion]:
+        """The promotions from `rung` to the next: each bracket's quota (its best first), then
+        the rest of a closed rung's front, then the references and probes not chosen yet."""
         at_rung = [t for t in trials if _completed_rung(t) == rung]
         brackets = (
             _strata(at_rung, self.stratify).values() if self.stratify is not None else [at_rung]
         )
         floor = 1 if closed and self.stratify is not None else 0
-        chosen = []
+        chosen: list[Promotion] = []
         for members in brackets:
             quota = max(floor, len(members) // self.reduction)
-            chosen += top_ranked(members, quota, self.directions)
+            chosen += _unplaced(chosen, top_ranked(members, quota, self.directions), "quota")
         if closed:
-            placed = {t.number for t in chosen}
-            chosen += [t for t in first_front(at_rung, self.directions) if t.number not in placed]
+            chosen += _unplaced(chosen, first_front(at_rung, self.directions), "front")
+        for reason in ("reference", "probe"):
+            always = [t for t in at_rung if self._always_promoted(t) == reason]
+            chosen += _unplaced(chosen, always, reason)
         return chosen
+
+    def _always_promoted(self, trial: FrozenTrial) -> str | None:
+        """Why a trial climbs to the top rung whatever its rank ("probe", "reference"), if
+        it does."""
+        if TrialKey.PROBE in trial.user_attrs:
+            return "probe"
+        if self.references_to_top and TrialKey.REFERENCE in trial.user_attrs:
+            return "reference"
+        return None
+
+
+def _unplaced(
+    chosen: list[Promotion], trials: Sequence[FrozenTrial], reason: str
+) -> list[Promotion]:
+    """The promotions of those of `trials` not chosen yet, one rung up, for `reason`."""
+    placed = {p.parent.number for p in chosen}
+    return [
+        Promotion(t, t.user_attrs[TrialKey.RUNG] + 1, reason)
+        for t in trials
+        if t.number not in placed
+    ]
 
 
 def _taken(trials: Sequence[FrozenTrial]) -> set[int]:

@@ -57,6 +57,7 @@ class StudySettings:
     max_failed_trials: int
     keep_checkpoints: bool
     threads_per_worker: int | None  # None: the cores shared among the workers
+    workers_per_gpu: int  # at most this many of the host's workers train on one GPU at once
     latency_objective: bool  # latency_ms as a third objective
     latency_budget_ms: float | None  # above it a trial is infeasible, never trained
     latency: LatencyMeasurement
@@ -64,7 +65,9 @@ class StudySettings:
     schedule: ScheduleConfig
 
     def __post_init__(self) -> None:
-        check_at_least(self, "study", ("n_trials", "n_workers", "max_failed_trials"), 1)
+        check_at_least(
+            self, "study", ("n_trials", "n_workers", "workers_per_gpu", "max_failed_trials"), 1
+        )
         if self.schedule.enabled and self.early_stopping.enabled:
             # Two rules deciding which trials train on would fight; the schedule subsumes
             # early stopping (a trial not promoted stops at its rung).

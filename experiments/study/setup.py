@@ -3,7 +3,8 @@ the `SearchSetup` the study's life cycle and workers run on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +19,9 @@ from experiments.study.settings import SearchSettings, StudySettings
 from search_space.registry import get_arch
 from search_space.space import SearchSpace
 from search_space.spec import gene_names
+from workbench.record import TrialKey
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,13 +66,7 @@ def set_up(search: SearchSettings, composed: dict[str, Any]) -> SearchSetup:
                 "study.schedule.enabled: an ablation trains every variant and seed to the "
                 "same budget; turn the schedule off"
             )
-        schedule = Schedule(
-            search.study.schedule.rungs(trainer.steps),
-            search.study.schedule.reduction,
-            varied_gene(search.space, search.study.schedule.stratify),
-            tuple(StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
-                  for d in search.study.directions),
-        )  # fmt: skip
+        schedule = make_schedule(search.study, trainer.steps, search.space)
     proposer: Proposer
     sampler: SamplerSettings | GridCells
     if search.ablation is not None:
@@ -80,20 +78,72 @@ def set_up(search: SearchSettings, composed: dict[str, Any]) -> SearchSetup:
         sampler = GridCells(tuple(params for params, _ in ablation.initial_trials()))
     else:
         assert search.space is not None and search.sampler is not None  # SearchSettings checks
-        proposer = SpaceProposer(
-            search.space.with_fixed({"input_size": list(input_size)}),
-            search.study.seed,
-            search.study.reference_designs,
-            search.study.first_trials_per_head,
-        )
         for name in search.study.reference_designs:
             get_arch(name)  # an unknown name fails here, listing the registry
+        proposer = space_proposer(search.study, search.space, input_size, schedule)
+        first = [attrs for _, attrs in proposer.initial_trials()]
+        search = replace(search, study=covering_first_trials(search.study, first))
         sampler = search.sampler
     datasets = build_datasets(  # indexes and checks every file of the dataset
         search.dataset, input_size=input_size, scale_range=trainer.scale_range
     )
     make_sampler(sampler, search.study.seed)
     return SearchSetup(search, composed, proposer, sampler, *datasets, schedule=schedule)
+
+
+def make_schedule(study: StudySettings, steps: int, space: SearchSpace | None) -> Schedule:
+    """The study's schedule, its brackets those of a gene its space varies."""
+    settings = study.schedule
+    return Schedule(
+        settings.rungs(steps),
+        settings.reduction,
+        varied_gene(space, settings.stratify),
+        tuple(StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
+              for d in study.directions),
+        references_to_top=settings.references_to_top,
+        probes=settings.probes,
+    )  # fmt: skip
+
+
+def space_proposer(
+    study: StudySettings,
+    space: SearchSpace,
+    input_size: tuple[int, int],
+    schedule: Schedule | None,
+) -> SpaceProposer:
+    """A search's proposer: probes only under a schedule (they are what it trains to the top
+    whatever their rank), spread over its brackets."""
+    return SpaceProposer(
+        space.with_fixed({"input_size": list(input_size)}),
+        study.seed,
+        study.reference_designs,
+        study.first_trials_per_head,
+        probes=0 if schedule is None else schedule.probes,
+        bracket_gene=None if schedule is None else schedule.stratify,
+    )
+
+
+def covering_first_trials(
+    study: StudySettings, first: Sequence[Mapping[str, Any]]
+) -> StudySettings:
+    """The study with a target no lower than its first trials (`first`: the user attributes
+    each is enqueued with). They are enqueued before any result and run whatever the target
+    (`rule.decide`): a lower target would only misstate what the study trains. Raised, it
+    says so, naming what the first trials are."""
+    if study.n_trials >= len(first):
+        return study
+    kinds = {TrialKey.REFERENCE: "reference designs", TrialKey.FIRST_DRAW: "first draws per "
+             "head", TrialKey.PROBE: "probes"}  # fmt: skip
+    parts = ", ".join(
+        f"{count} {name}"
+        for key, name in kinds.items()
+        if (count := sum(key in attrs for attrs in first))
+    )
+    log.warning(
+        "study.n_trials=%d is below the %d first trials (%s): raised to %d",
+        study.n_trials, len(first), parts, len(first),
+    )  # fmt: skip
+    return replace(study, n_trials=len(first))
 
 
 def varied_gene(space: SearchSpace | None, gene: str | None) -> str | None:

@@ -26,7 +26,7 @@ from experiments.study.proposers import Proposer
 from experiments.study.schedule import LIVE_STATES, Schedule
 from experiments.study.settings import LatencyMeasurement, StudySettings
 from experiments.study.tracking import TrialTracker
-from experiments.training.runtime import Runtime, environment_facts, host_name
+from experiments.training.runtime import Runtime, device_name, environment_facts, host_name
 from experiments.training.trainer import Trainer, TrainerConfig, TrainResult
 from search_space.cost import count_madds, fvcore_default_total
 from search_space.latency import CHEAP, LatencyResult, measure_latency
@@ -52,6 +52,7 @@ class TrialContext:
     output_dir: Path
     dataset: DatasetSettings  # recorded in each trial's checkpoint
     schedule: Schedule | None  # the multi-fidelity schedule, when the study has one
+    device_sharers: int = 1  # the host's workers training on the same device
 
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
@@ -74,21 +75,37 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
             trial.study.enqueue_trial(trial.params, user_attrs=retry)
         raise
     except Exception as error:
-        trial.set_user_attr(TrialKey.FAIL_REASON, f"{type(error).__name__}: {error}")
+        trial.set_user_attr(TrialKey.FAIL_REASON, failure_reason(error, context))
         raise
+
+
+def failure_reason(error: Exception, context: TrialContext) -> str:
+    """`<ExceptionType>: <message>`; out of device memory, also which device, how many of the
+    host's workers share it and what to lower."""
+    reason = f"{type(error).__name__}: {error}"
+    if not isinstance(error, torch.OutOfMemoryError):
+        return reason
+    device = context.runtime.device
+    return (
+        f"out of memory on {device} ({device_name(device)}), shared by "
+        f"{context.device_sharers} worker(s) of this host: lower study.workers_per_gpu (now "
+        f"{context.settings.workers_per_gpu}) or trainer.batch_size (now "
+        f"{context.trainer_config.batch_size}). {reason}"
+    )
 
 
 # What makes an enqueued trial the one it stands for (a paper design, an ablation's cell).
 _IDENTIFYING = (
-    TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED, TrialKey.FIRST_DRAW,
-    TrialKey.PROMOTED_FROM, TrialKey.RUNG,
+    TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED, TrialKey.FIRST_DRAW, TrialKey.PROBE,
+    TrialKey.PROMOTED_FROM, TrialKey.PROMOTED_FOR, TrialKey.RUNG,
 )  # fmt: skip
 # What an enqueued trial carries from the start (a heartbeat's retry copies every attribute).
 _ENQUEUED = (*_IDENTIFYING, TrialKey.RETRY_OF, TrialKey.SPEC)
 _NOT_REUSED = (
-    TrialKey.HOST, TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.RETRY_OF,
-    TrialKey.WALL_SECONDS, TrialKey.TRAIN_SECONDS, TrialKey.FAIL_REASON,
-    TrialKey.PROMOTED_FROM, TrialKey.RESUMED_FROM_STEP, TrialKey.CHECKPOINT,
+    TrialKey.HOST, TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.PROBE,
+    TrialKey.PROMOTED_FOR, TrialKey.RETRY_OF,
+    TrialKey.WALL_SECONDS, TrialKey.TRAIN_SECONDS, TrialKey.PEAK_DEVICE_MEMORY,
+    TrialKey.FAIL_REASON, TrialKey.PROMOTED_FROM, TrialKey.RESUMED_FROM_STEP, TrialKey.CHECKPOINT,
 )  # fmt: skip
 # Measured once per architecture: a promotion keeps its parent's figures (latency varies from
 # one measurement to the next, and a lineage's objectives must not; fvcore's trace is slow).
@@ -316,6 +333,9 @@ def _train(
     keep = settings.keep_checkpoints or schedule is not None
     run_dir = context.output_dir / settings.name / f"trial_{trial.number:04d}"
     torch.manual_seed(seed)
+    device = context.runtime.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # the latency measurement's is not training's
     started = time.perf_counter()
     trainer = Trainer(
         build(spec, context.num_classes),
@@ -339,6 +359,9 @@ def _train(
         return trainer.fit(until=until)
     finally:
         trial.set_user_attr(TrialKey.WALL_SECONDS, time.perf_counter() - started)
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device)
+            trial.set_user_attr(TrialKey.PEAK_DEVICE_MEMORY, peak)
 
 
 def _continue(trainer: Trainer, parent: FrozenTrial, trial: optuna.Trial) -> None:

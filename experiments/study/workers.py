@@ -24,6 +24,12 @@ from experiments.study.interrupts import (
     stop_on_signals,
 )
 from experiments.study.lifecycle import open_study, start_study
+from experiments.study.placement import (
+    Placement,
+    not_started_note,
+    place_workers,
+    room_for_a_trial,
+)
 from experiments.study.progress import count_trials, study_progress_line
 from experiments.study.rule import Abort, RunEnqueued, StartNew, Stop, Wait, decide
 from experiments.study.schedule import Promotion
@@ -31,7 +37,7 @@ from experiments.study.settings import SearchSettings
 from experiments.study.setup import SearchSetup, prepare, set_up
 from experiments.study.tracking import make_tracker
 from experiments.study.trial import TrialContext, run_trial
-from experiments.training.runtime import Runtime, resolve_device
+from experiments.training.runtime import Runtime, device_name, host_name, resolve_device
 from search_space.deploy import retain_freed_memory
 
 
@@ -41,7 +47,11 @@ class StudyAborted(RuntimeError):
 
 
 def run_worker(
-    setup: SearchSetup, worker: int, report_progress: bool, study: optuna.Study | None = None
+    setup: SearchSetup,
+    worker: int,
+    placement: Placement,
+    report_progress: bool,
+    study: optuna.Study | None = None,
 ) -> None:
     """Run trials until the study has `n_trials` finished architectures, exactly, however many
     workers and hosts share it (see `trial._refuse_beyond_the_target`)."""
@@ -49,17 +59,14 @@ def run_worker(
     logging.getLogger("optuna.study._optimize").addFilter(_not_an_interruption)  # once
     search, settings = setup.search, setup.settings
     study = study or open_study(setup, worker)
-    device = resolve_device(search.device)
-    if device.type == "cuda" and torch.cuda.device_count() > 1 and device.index is None:
-        device = torch.device("cuda", worker % torch.cuda.device_count())
-    if settings.threads_per_worker:
-        torch.set_num_threads(settings.threads_per_worker)
+    device = placement.device
+    torch.set_num_threads(placement.threads)
     if settings.measures_latency and device.type == "cpu":
         retain_freed_memory()  # else page faults make CPU latencies vary from run to run
     context = TrialContext(
         settings=settings,
         proposer=setup.proposer,
-        trainer_config=search.trainer,
+        trainer_config=replace(search.trainer, num_workers=placement.loader_workers),
         train_set=setup.train_set,
         val_set=setup.val_set,
         num_classes=setup.num_classes,
@@ -68,7 +75,10 @@ def run_worker(
         output_dir=search.output_dir / "studies",
         dataset=search.dataset,
         schedule=setup.schedule,
+        device_sharers=placement.sharers,
     )
+    host, name = host_name(), device_name(device)
+    memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
     started, at_start = time.monotonic(), count_trials(study)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -101,6 +111,10 @@ def run_worker(
                 return
             case Abort(reason=reason):
                 raise StudyAborted(reason)
+            case RunEnqueued() | StartNew() if not room_for_a_trial(
+                trials, host=host, placement=placement, device_name=name, device_memory=memory
+            ):
+                _wait_for_other_workers(study)  # the GPU's sharers leave it no memory for one
             case RunEnqueued() | StartNew():
                 study.optimize(
                     lambda trial: run_trial(trial, context),
@@ -125,31 +139,35 @@ _POLL_SECONDS = 2.0
 
 
 def _worker_process(
-    search: SearchSettings, composed: dict[str, Any], worker: int, created: bool, resumed_at: int
+    search: SearchSettings,
+    composed: dict[str, Any],
+    worker: int,
+    placement: Placement,
+    created: bool,
+    resumed_at: int,
 ) -> None:
     try:
         with stop_on_signals():
             setup = replace(set_up(search, composed), created=created, resumed_at=resumed_at)
-            run_worker(setup, worker, report_progress=False)
+            run_worker(setup, worker, placement, report_progress=False)
     except Interrupted as stop:
         sys.exit(stop.exit_code)
 
 
-def run_parallel(setup: SearchSetup, study: optuna.Study) -> None:
-    """N worker processes on the storage; this process reports progress and passes a stop
-    signal on to them, then waits for them to fail their running trials and exit."""
+def run_parallel(
+    setup: SearchSetup, study: optuna.Study, placements: tuple[Placement, ...]
+) -> None:
+    """A worker process per placement on the storage; this process reports progress and passes
+    a stop signal on to them, then waits for them to fail their running trials and exit."""
     settings = setup.settings
     context = multiprocessing.get_context("spawn")
-    # Share the cores: N processes each using every core would thrash.
-    threads = settings.threads_per_worker or max(1, (os.cpu_count() or 1) // settings.n_workers)
-    search = replace(setup.search, study=replace(settings, threads_per_worker=threads))
     workers = [
         context.Process(
             target=_worker_process,
-            args=(search, setup.composed, index, setup.created, setup.resumed_at),
+            args=(setup.search, setup.composed, index, placement, setup.created, setup.resumed_at),
             daemon=False,
         )
-        for index in range(settings.n_workers)
+        for index, placement in enumerate(placements)
     ]
 
     def forward(signum: int) -> None:
@@ -186,10 +204,31 @@ def run_study(setup: SearchSetup, study: optuna.Study) -> None:
         f"{setup.settings.n_trials}, {setup.settings.n_workers} worker(s)",
         flush=True,
     )
-    if setup.settings.n_workers == 1:
-        run_worker(setup, 0, report_progress=True, study=study)
+    placements = host_placements(setup)
+    if len(placements) == 1:
+        run_worker(setup, 0, placements[0], report_progress=True, study=study)
     else:
-        run_parallel(setup, study)
+        run_parallel(setup, study, placements)
+
+
+def host_placements(setup: SearchSetup) -> tuple[Placement, ...]:
+    """This host's workers placed on its GPUs and cores (`placement.place_workers`)."""
+    settings, device = setup.settings, resolve_device(setup.search.device)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    placements = place_workers(
+        n_workers=settings.n_workers,
+        device=device,
+        gpus=gpus,
+        workers_per_gpu=settings.workers_per_gpu,
+        cores=os.cpu_count() or 1,
+        threads_per_worker=settings.threads_per_worker,
+        loader_workers=setup.search.trainer.num_workers,
+    )
+    if len(placements) < settings.n_workers:
+        used = len({placement.device for placement in placements})
+        note = not_started_note(settings.n_workers, settings.workers_per_gpu, len(placements), used)
+        print(note, flush=True)
+    return placements
 
 
 def search(config: dict[str, Any]) -> optuna.Study:

@@ -31,6 +31,9 @@ class LossConfig:
 class SegmentationLoss:
     def __init__(self, config: LossConfig) -> None:
         self.config = config
+        # A pixel's loss is -log p(true class): p < threshold <=> loss > -log(threshold), the
+        # bound taken in fp32 as the losses are, so that the comparison is the same either way.
+        self.hard_above = float(-torch.log(torch.tensor(config.ohem_threshold)))
 
     def __call__(self, output: TrainOutput, label: Tensor) -> Tensor:
         loss = self.pixel_loss(output.logits, label)
@@ -46,13 +49,29 @@ class SegmentationLoss:
             # A sum over the valid count, not "mean": an all-ignore batch gives 0, not NaN.
             total = F.cross_entropy(logits.float(), label, ignore_index=ignore, reduction="sum")
             return total / (label != ignore).sum().clamp(min=1)
-        losses = F.cross_entropy(logits.float(), label, ignore_index=ignore, reduction="none")
-        losses = losses[label != ignore]
-        if losses.numel() == 0:
-            return logits.sum() * 0.0  # keeps the graph; an all-ignore crop teaches nothing
-        # A pixel's loss is -log p(true class): p < threshold <=> loss > -log(threshold).
-        hard = losses > -torch.log(torch.tensor(self.config.ohem_threshold))
+        return self.ohem_loss(logits, label)
+
+    def ohem_loss(self, logits: Tensor, label: Tensor) -> Tensor:
+        """The mean loss of the hard pixels if there are at least `ohem_min_kept` of them (or
+        of the valid pixels, if fewer), else of the `ohem_min_kept` hardest.
+
+        Every tensor has a size fixed by the batch's shape and nothing is read on the host, so
+        a CUDA graph can capture it: both means are computed and the count picks one on the
+        device. The `ohem_min_kept` hardest come from a top-k over every pixel, the ignored
+        ones below any real loss (-1), so that it keeps every valid pixel when there are
+        fewer; it costs that top-k on every step, where selecting by value ran it only when
+        too few pixels were hard. The value is the selection's, up to the order of the sums.
+        """
+        valid = label != self.config.ignore_index
+        losses = F.cross_entropy(
+            logits.float(), label, ignore_index=self.config.ignore_index, reduction="none"
+        )
+        hard = valid & (losses > self.hard_above)
+        hard_count = hard.sum()
+        hard_mean = torch.where(hard, losses, 0.0).sum() / hard_count.clamp(min=1)
         min_kept = min(self.config.ohem_min_kept, losses.numel())
-        if int(hard.sum()) < min_kept:
-            return losses.topk(min_kept).values.mean()
-        return losses[hard].mean()
+        hardest = torch.where(valid, losses, -1.0).flatten().topk(min_kept).values
+        kept = valid.sum().clamp(max=min_kept)  # fewer valid pixels than min_kept: all of them
+        hardest_mean = hardest.clamp(min=0).sum() / kept.clamp(min=1)
+        # An all-ignore crop: both are 0, with a graph; it teaches nothing.
+        return torch.where(hard_count < kept, hardest_mean, hard_mean)

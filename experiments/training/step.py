@@ -2,7 +2,7 @@
 settings, so that the Trainer and the training-speed benchmark run the same code.
 
 A setting is a precision (fp32; bf16 autocast; fp16 autocast with loss scaling), a memory format
-(NCHW or channels-last), `cudnn.benchmark` off or on, and a mode:
+(NCHW or channels-last), `cudnn.benchmark` off or on, and a step mode:
 - eager: the step as written;
 - graph (CUDA): the whole step captured once in a CUDA graph and replayed, so the CPU launches
   one graph instead of hundreds of kernels a step. Shapes must stay fixed, and nothing in the
@@ -27,7 +27,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from experiments.training.losses import LossConfig, SegmentationLoss
+from experiments.training.losses import SegmentationLoss
 from search_space.outputs import TrainOutput
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -48,18 +48,18 @@ class StepSetting:
     precision: Precision = "fp32"
     channels_last: bool = False
     cudnn_benchmark: bool = False
-    mode: Mode = "eager"
+    step_mode: Mode = "eager"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.step_mode not in MODES:
+            raise ValueError(f"step_mode must be one of {MODES}, got {self.step_mode!r}")
 
     @property
     def name(self) -> str:
         flags = [CHANNELS_LAST] * self.channels_last + [BENCHMARK] * self.cudnn_benchmark
-        mode = [] if self.mode == "eager" else [self.mode]
+        mode = [] if self.step_mode == "eager" else [self.step_mode]
         return "+".join([self.precision, *flags, *mode])
 
     @classmethod
@@ -79,21 +79,28 @@ class StepSetting:
             precision=precision,  # type: ignore[arg-type]
             channels_last=CHANNELS_LAST in flags,
             cudnn_benchmark=BENCHMARK in flags,
-            mode=modes[0] if modes else "eager",
+            step_mode=modes[0] if modes else "eager",
         )
 
-    def unsupported(self, device: torch.device, loss: LossConfig) -> str | None:
-        """Why this setting cannot run on `device` with this loss (None: it can)."""
+    def unsupported(self, device: torch.device) -> str | None:
+        """Why this setting cannot run on `device` (None: it can). Every loss can be captured:
+        OHEM's selection has a fixed size (`losses.SegmentationLoss.ohem_loss`)."""
         if device.type != "cuda":
             if self.precision == "fp16":
                 return "fp16 with loss scaling runs on CUDA only"
             if self.cudnn_benchmark:
                 return "cudnn.benchmark is cuDNN's: CUDA only"
-            if self.mode == "graph":
+            if self.step_mode == "graph":
                 return "CUDA graphs need CUDA"
-        if self.mode == "graph" and loss.ohem:
-            return "OHEM selects pixels by value (data-dependent shapes): not capturable"
         return None
+
+
+def precision_of_amp(amp: bool) -> Precision:
+    """What the former `trainer.amp` switch meant on CUDA: bf16 autocast where the GPU has bf16,
+    else fp16 with loss scaling; fp32 when off."""
+    if not amp:
+        return "fp32"
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
 
 
 def make_optimizer(
@@ -143,7 +150,7 @@ class EagerStep:
             enabled=setting.precision != "fp32",
             # PyTorch's CUDA-graph notes: autocast in a captured region without its cache of
             # cast weights, which would outlive the capture.
-            cache_enabled=setting.mode != "graph",
+            cache_enabled=setting.step_mode != "graph",
         )
         # bf16 keeps fp32's exponent range: only fp16 needs its loss scaled.
         self.scaler = torch.amp.GradScaler(device.type, enabled=setting.precision == "fp16")
@@ -226,23 +233,31 @@ def make_step(
     """The step for `setting`; the model is moved to its memory format (in place: the
     optimiser's parameters stay the same objects), and `cudnn.benchmark`, a process-wide flag,
     is set to the setting's. Build the optimiser with `make_optimizer` for the graph mode."""
-    reason = setting.unsupported(device, loss.config)
+    reason = setting.unsupported(device)
     if reason:
         raise ValueError(f"step setting {setting.name} on {device.type}: {reason}")
-    if setting.mode == "graph" and not _tensor_lr_fused(optimizer):
+    if setting.step_mode == "graph" and not _tensor_lr_fused(optimizer):
         raise ValueError("a graphed step needs make_optimizer's SGD (fused, tensor lr)")
     if setting.channels_last:
         model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = setting.cudnn_benchmark
-    if setting.mode == "compile":
+    if setting.step_mode == "compile":
         # The model alone, its backward with it: the loss and the optimiser stay eager. On
         # torch 2.13's CPU backend, model and loss compiled together gave some parameters zero
         # gradients (tests/test_benchmarks_training_speed.py checks what is here).
         compiled = torch.compile(model, dynamic=False)
         return EagerStep(compiled, optimizer, loss, setting, device)
     eager = EagerStep(model, optimizer, loss, setting, device)
-    return GraphedStep(eager) if setting.mode == "graph" else eager
+    return GraphedStep(eager) if setting.step_mode == "graph" else eager
+
+
+def restore_tensor_lr(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """After `optimizer.load_state_dict`: a checkpoint written by a float-rate SGD (before
+    `make_optimizer`) sets its float rate and unfused kernel; back to `make_optimizer`'s."""
+    for group in optimizer.param_groups:
+        group["lr"] = torch.as_tensor(group["lr"], device=device).clone()
+        group["fused"] = True
 
 
 def _tensor_lr_fused(optimizer: torch.optim.Optimizer) -> bool:

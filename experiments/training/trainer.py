@@ -1,7 +1,11 @@
 """The trainer: SGD + poly schedule with warm-up, CE (+ OHEM, + auxiliaries), evaluation every K
-steps, checkpoint and resume, AMP and channels-last on CUDA, DDP under torchrun.
+steps, checkpoint and resume, DDP under torchrun.
 
 Training is counted in steps (iterations), as the paper's recipe is; the data loader is cycled.
+A step is `experiments.training.step`'s, built from the speed settings of the device's kind
+(`trainer.cuda` or `trainer.cpu`): the step the training-speed benchmark measures. The per-step
+losses stay on the device and are read every `trainer.loss_fetch_every` steps, so that the CPU
+does not wait for the device after every step.
 The validation curve it records at every evaluation is what a study reads to stop a trial early:
 `on_evaluation(step, miou)` is called after each evaluation and may raise to stop the run.
 """
@@ -10,8 +14,9 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +27,19 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from experiments.config import check_at_least, checked_section
-from experiments.training.evaluation import autocast_for, eval_loader, evaluate
+from experiments.training.evaluation import eval_loader, evaluate
 from experiments.training.losses import LossConfig, SegmentationLoss
 from experiments.training.metrics import SegmentationScores
 from experiments.training.runtime import Runtime
+from experiments.training.step import (
+    StepSetting,
+    make_optimizer,
+    make_step,
+    precision_of_amp,
+    restore_tensor_lr,
+)
 from experiments.training.stream import SeededItems, TrainingStream, check_one_batch
 from search_space.model import SegmentationNet
-from search_space.outputs import TrainOutput
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,7 +48,7 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, step: int, value: float) -> None:
         super().__init__(
             f"loss is {value} at step {step}: training diverged (lower trainer.lr, raise "
-            "trainer.warmup_steps, or turn off AMP)"
+            "trainer.warmup_steps, or train in fp32: trainer.cuda.precision=fp32)"
         )
         self.step = step
 
@@ -58,8 +69,11 @@ class TrainerConfig:
     eval_batch_size: int
     num_workers: int
     scale_range: tuple[float, float]  # relative to the architecture's input size
-    amp: bool  # CUDA only
-    channels_last: bool  # CUDA only
+    cuda: StepSetting  # the step's speed settings on a CUDA device
+    cpu: StepSetting  # ... and on a CPU
+    amp: bool | None  # deprecated alias of cuda.precision (None: not set)
+    channels_last: bool | None  # deprecated alias of cuda.channels_last (None: not set)
+    loss_fetch_every: int  # steps between reads of the losses from the device
     sync_bn: bool  # distributed CUDA runs only
     checkpoint_every: int  # 0: only at the end (when a run directory is given)
     progress: bool
@@ -67,10 +81,38 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         check_at_least(self, "trainer", ("steps", "batch_size", "eval_batch_size"), 1)
+        check_at_least(self, "trainer", ("loss_fetch_every",), 1)
         non_negative = ("warmup_steps", "eval_every", "num_workers", "checkpoint_every")
         check_at_least(self, "trainer", non_negative, 0)
         if self.lr <= 0:
             raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
+        reason = self.cpu.unsupported(torch.device("cpu"))
+        if reason:
+            raise ValueError(f"trainer.cpu cannot hold {self.cpu.name}: {reason}")
+        if self.cpu.channels_last:
+            raise ValueError(
+                "trainer.cpu.channels_last must be false: channels-last training crashes "
+                "torch's CPU backend (a segmentation fault on torch 2.13)"
+            )
+        if self.amp is not None or self.channels_last is not None:
+            warnings.warn(
+                "trainer.amp and trainer.channels_last are deprecated: set "
+                "trainer.cuda.precision (amp=true: bf16, or fp16 where the GPU lacks bf16) and "
+                "trainer.cuda.channels_last",
+                FutureWarning,
+                stacklevel=2,
+            )
+
+    def step_setting(self, device: torch.device) -> StepSetting:
+        """The speed settings of `device`'s kind, the deprecated aliases applied on CUDA."""
+        if device.type != "cuda":
+            return self.cpu
+        setting = self.cuda
+        if self.amp is not None:
+            setting = replace(setting, precision=precision_of_amp(self.amp))
+        if self.channels_last is not None:
+            setting = replace(setting, channels_last=self.channels_last)
+        return setting
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainerConfig:
@@ -127,22 +169,32 @@ class Trainer:
         self.between_steps = between_steps
         self.seed = seed
         self.dataset = dict(dataset) if dataset is not None else None
-        cuda = runtime.device.type == "cuda"
+        device = runtime.device
+        cuda = device.type == "cuda"
+        self.setting = config.step_setting(device)
         if runtime.distributed and cuda and config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(runtime.device)
-        if cuda and config.channels_last:
+        if runtime.distributed and self.setting.step_mode == "graph":
+            raise ValueError(
+                "trainer.cuda.step_mode=graph runs in one process only: DDP's gradient "
+                "all-reduce is not captured; use eager or compile under torchrun"
+            )
+        self.model = model.to(device)
+        if self.setting.channels_last:
+            # Before DDP wraps it (make_step would do it after): DDP's gradient buckets take
+            # the parameters' layout when it is built.
             self.model = self.model.to(memory_format=torch.channels_last)
         self.module = self.model  # the unwrapped network, for checkpoints and evaluation
         if runtime.distributed:
             self.model = DistributedDataParallel(
-                self.model, device_ids=[runtime.device.index] if cuda else None
+                self.model, device_ids=[device.index] if cuda else None
             )
-        self.optimizer = torch.optim.SGD(
+        self.optimizer = make_optimizer(
             self.module.parameters(),
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            device=device,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -150,10 +202,8 @@ class Trainer:
                 step, total=config.steps, warmup=config.warmup_steps, power=config.poly_power
             ),
         )
-        # bf16 needs no loss scaling; fp16 does. The scaler is inert when disabled.
-        use_fp16 = cuda and config.amp and not torch.cuda.is_bf16_supported()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
         self.loss = SegmentationLoss(config.loss)
+        self.train_step = make_step(self.model, self.optimizer, self.loss, self.setting, device)
         if config.batch_size % runtime.world_size:
             raise ValueError(
                 f"trainer.batch_size={config.batch_size} must be divisible by the number of "
@@ -169,6 +219,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.images_seen = 0
         self.losses: list[float] = []
+        self.unread_losses: list[Tensor] = []  # on the device, of the steps since the last read
 
     # ------------------------------------------------------------------------------ data
     def _train_loader(self, dataset: Dataset[tuple[Tensor, Tensor]]) -> DataLoader:
@@ -211,28 +262,44 @@ class Trainer:
             disable=not (config.progress and self.runtime.is_main),
             dynamic_ncols=True,
         )
-        loss_value = self.losses[-1] if self.losses else math.nan
         self.model.train()
-        while self.step < until:
-            if self.between_steps is not None:
-                self.between_steps()
+        try:
+            while self.step < until:
+                if self.between_steps is not None:
+                    self.between_steps()
+                started = time.perf_counter()
+                image, label = next(batches)
+                loss = self.train_step(
+                    image.to(device, non_blocking=True), label.to(device, non_blocking=True)
+                )
+                self.scheduler.step()
+                self.unread_losses.append(loss)
+                self.step += 1
+                evaluate_now = self._every(config.eval_every) and self.step < until
+                checkpoint_now = self._every(config.checkpoint_every)
+                # Inside the timed span: a read waits for the device to finish the steps since
+                # the last one. Evaluations and checkpoints read too, so they read here first.
+                read_now = len(self.unread_losses) >= config.loss_fetch_every
+                if read_now or evaluate_now or checkpoint_now:
+                    self.read_losses()
+                self.train_seconds += time.perf_counter() - started
+                self.images_seen += len(image) * self.runtime.world_size
+                rate = self.images_seen / max(self.train_seconds, 1e-9)
+                last = f"{self.losses[-1]:.3f}" if self.losses else "-"
+                bar.set_postfix(loss=last, img_s=f"{rate:.1f}", refresh=False)
+                bar.update()
+                if evaluate_now:
+                    self._evaluate_and_report()
+                if checkpoint_now:
+                    self.save_checkpoint()
             started = time.perf_counter()
-            image, label = next(batches)
-            loss_value = self._train_step(
-                image.to(device, non_blocking=True), label.to(device, non_blocking=True)
-            )
-            self.losses.append(loss_value)
-            self.step += 1
+            self.read_losses()
             self.train_seconds += time.perf_counter() - started
-            self.images_seen += len(image) * self.runtime.world_size
-            rate = self.images_seen / max(self.train_seconds, 1e-9)
-            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{rate:.1f}", refresh=False)
-            bar.update()
-            if config.eval_every and self.step % config.eval_every == 0 and self.step < until:
-                self._evaluate_and_report()
-            if config.checkpoint_every and self.step % config.checkpoint_every == 0:
-                self.save_checkpoint()
-        bar.close()
+        finally:
+            # A run stopped between steps (a signal, an early stop) still keeps every loss of
+            # the steps it trained; a non-finite one is not news to a run that is ending.
+            self.read_losses(check=False)
+            bar.close()
         self.save_checkpoint()  # before evaluating: a bad validation file must not cost the run
         scores = self._evaluate_and_report()
         self.save_checkpoint()  # again, with the final point of the curve
@@ -240,31 +307,32 @@ class Trainer:
             steps=self.step,
             scores=scores,
             curve=list(self.curve),
-            final_loss=loss_value,
+            final_loss=self.losses[-1] if self.losses else math.nan,
             losses=list(self.losses),
             train_seconds=self.train_seconds,
             images_per_second=self.images_seen / max(self.train_seconds, 1e-9),
         )
 
-    def _train_step(self, image: Tensor, label: Tensor) -> float:
-        if self.runtime.device.type == "cuda" and self.config.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        with autocast_for(self.runtime.device, self.config.amp):
-            output = self.model(image)
-        if not isinstance(output, TrainOutput):
-            raise TypeError("a model in train mode must return a TrainOutput")
-        loss = self.loss(output, label)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(self.step, value)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return value
+    def _every(self, steps: int) -> bool:
+        """Whether this step is a multiple of `steps` (0: never)."""
+        return steps > 0 and self.step % steps == 0
+
+    def read_losses(self, *, check: bool = True) -> None:
+        """Move the unread losses to `losses` in one read from the device. `check`: stop at the
+        first non-finite one, naming its step, which is therefore found at most
+        `loss_fetch_every` steps after it happened (the steps after it are lost anyway)."""
+        if not self.unread_losses:
+            return
+        values = torch.stack(self.unread_losses).tolist()
+        first_step = self.step - len(values)
+        self.unread_losses.clear()
+        for offset, value in enumerate(values):
+            if check and not math.isfinite(value):
+                raise NonFiniteLossError(first_step + offset, value)
+            self.losses.append(value)
 
     def _evaluate_and_report(self) -> SegmentationScores:
+        self.read_losses()  # a diverged run is not worth evaluating
         if self.runtime.distributed:
             # DDP keeps weights equal but each rank's BN running statistics drift after the
             # last forward; rank 0's are the ones the checkpoint keeps, so every rank uses them.
@@ -275,7 +343,7 @@ class Trainer:
             self.val_loader,
             num_classes=self.num_classes,
             device=self.runtime.device,
-            amp=self.config.amp,
+            amp=self.setting.precision != "fp32",
             between_batches=self.between_steps,
         )
         self.curve.append((self.step, scores.miou))
@@ -289,6 +357,7 @@ class Trainer:
         return self.run_dir / "checkpoint.pt" if self.run_dir else None
 
     def save_checkpoint(self) -> None:
+        self.read_losses()  # every loss of its steps, and never a diverged network
         path = self.checkpoint_path
         if path is None or not self.runtime.is_main:
             return
@@ -297,7 +366,7 @@ class Trainer:
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.train_step.scaler.state_dict(),
             "step": self.step,
             "curve": self.curve,
             "train_seconds": self.train_seconds,
@@ -323,8 +392,9 @@ class Trainer:
         state = torch.load(path, map_location=self.runtime.device, weights_only=False)
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        restore_tensor_lr(self.optimizer, self.runtime.device)
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.train_step.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.curve = [tuple(point) for point in state["curve"]]
         self.train_seconds = float(state["train_seconds"])
