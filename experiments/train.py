@@ -88,6 +88,7 @@ def prepare_run(config: Mapping[str, Any]) -> PreparedRun:
         settings.dataset,
         input_size=spec.input_size,  # type: ignore[arg-type]
         scale_range=settings.trainer.scale_range,
+        augment_on=settings.trainer.augment_on,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = settings.run_dir or settings.output_dir / "train" / settings.arch_label / stamp

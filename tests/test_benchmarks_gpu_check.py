@@ -13,8 +13,8 @@ import pytest
 
 REPO = Path(__file__).parents[1]
 SCRIPT = REPO / "experiments" / "benchmarks" / "gpu_check.sh"
-PARTS = ("inference", "train_512x1024", "train_shared", "train_cityscapes", "demo_study",
-         "schedule_sizing")  # fmt: skip
+PARTS = ("inference", "train_512x1024", "train_shared", "train_cityscapes", "cuda_tests",
+         "demo_study", "schedule_sizing")  # fmt: skip
 
 
 @pytest.mark.slow

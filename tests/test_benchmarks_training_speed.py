@@ -94,15 +94,16 @@ def test_a_tiny_run_on_a_cpu(
     assert "skipped fp16: fp16 with loss scaling runs on CUDA only" in lines
     assert "skipped fp32+graph: CUDA graphs need CUDA" in lines
     done = [line.split(":")[0] for line in lines if ": first step " in line]
-    assert done == ["step fp32", "step bf16+cl", "Trainer fp32", "loader, PNG, 0 workers",
-                    "loader, cached, 0 workers", "Trainer x2"]  # fmt: skip
+    loaders = [f"loader, {read}, 0 workers, augment on {where}"
+               for read in ("PNG", "cached") for where in ("loader", "device")]  # fmt: skip
+    assert done == ["step fp32", "step bf16+cl", "Trainer fp32", *loaders, "Trainer x2"]
     assert "| measurement | processes | first step s |" in out
     (csv_path,) = tmp_path.glob("training_speed_cpu1t_xception_b_32x64_b2_*.csv")
     with csv_path.open() as handle:
         records = list(csv.DictReader(handle))
     assert [(r["what"], r["processes"]) for r in records] == [
         ("step fp32", "1"), ("step bf16+cl", "1"), ("Trainer fp32", "1"),
-        ("loader, PNG, 0 workers", "1"), ("loader, cached, 0 workers", "1"), ("Trainer x2", "2"),
+        *((loader, "1") for loader in loaders), ("Trainer x2", "2"),
     ]  # fmt: skip
     assert all(float(r["images_per_s"]) > 0 and r["note"] == "" for r in records)
     assert float(records[0]["of_best_bare_step"]) <= 1 and records[-1]["of_one_process"]

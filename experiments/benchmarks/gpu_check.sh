@@ -16,15 +16,18 @@
 #
 #   DEVICE=cpu QUICK=1 experiments/benchmarks/gpu_check.sh   # dry run on a CPU: tiny sizes and
 #                                                            # steps, the same commands
-# Parts (GPU limits in seconds, 570 in all):
-#   inference (130)   DFANet A and B, 1024x1024, batch 1, fp16: eager, deployed and compiled,
+# Parts (GPU limits in seconds, 590 in all):
+#   inference (120)   DFANet A and B, 1024x1024, batch 1, fp16: eager, deployed and compiled,
 #                     the paper's FPS beside
 #   train_512x1024 (100)  DFANet A, the demo recipe at batch 8: the bare step under each speed
-#                     setting, the Trainer, the loader
-#   train_shared (75) the same at the demo's 128x256: 1, 2, 4 and 8 Trainers sharing the GPU
+#                     setting, the Trainer eager and graphed, the loader (augmenting in its
+#                     workers and on the GPU)
+#   train_shared (70) the same at the demo's 128x256: 1, 2, 4 and 8 Trainers sharing the GPU
 #   train_cityscapes (100)  the Cityscapes recipe's step: batch 48, 1024x1024, OHEM; the loader
 #                     from PNG files (2048x1024, as Cityscapes) with 16 workers
-#   demo_study (150)  `python -m experiments.search +study=demo device=cuda tracking=none`, on
+#   cuda_tests (45)   the tests that run only where CUDA is: the speed settings, a graphed
+#                     step against the eager one, a resumed run, the augmentation on the GPU
+#   demo_study (140)  `python -m experiments.search +study=demo device=cuda tracking=none`, on
 #                     a fresh storage, with its wall time
 #   schedule_sizing (15)  GPU-hours of the Cityscapes study at the measured seconds per step
 set -uo pipefail  # no -e: a part that fails or runs out of time is recorded, the others run
@@ -39,6 +42,7 @@ OUT=$(cd "$OUT" && pwd)
 if [[ ${QUICK:-0} == 1 ]]; then
     INFERENCE=(--input-size 64x128 --dtype fp32 --compile false --protocol cheap)
     STEPS=1
+    TRAINER_SETTINGS=recipe  # a CPU has neither cudnn.benchmark nor graphs
     TRAIN_512=(--batch-size 2 --input-size 64x128
                dataset.height=64 dataset.width=128 dataset.input_size=64x128
                dataset.n_train=8 dataset.n_val=2)
@@ -54,10 +58,11 @@ if [[ ${QUICK:-0} == 1 ]]; then
           trainer.warmup_steps=1 dataset.n_train=8 dataset.n_val=2 dataset.height=64
           dataset.width=128 dataset.input_size=64x128)
     LIMITS=(inference=120 train_512x1024=120 train_shared=120 train_cityscapes=120
-            demo_study=120 schedule_sizing=60)
+            cuda_tests=120 demo_study=120 schedule_sizing=60)
 else
     INFERENCE=(--input-size 1024x1024 --dtype fp16 --compile true --protocol full)
     STEPS=30
+    TRAINER_SETTINGS=fp32+bench,fp32+bench+graph  # the Trainer eager and graphed
     TRAIN_512=(--batch-size 8 --input-size 512x1024
                dataset.height=512 dataset.width=1024 dataset.input_size=512x1024
                dataset.n_train=64 dataset.n_val=8)
@@ -67,8 +72,8 @@ else
                 dataset.height=1024 dataset.width=2048 dataset.input_size=1024x1024
                 dataset.n_train=96 dataset.n_val=4)
     DEMO=()
-    LIMITS=(inference=130 train_512x1024=100 train_shared=75 train_cityscapes=100
-            demo_study=150 schedule_sizing=15)
+    LIMITS=(inference=120 train_512x1024=100 train_shared=70 train_cityscapes=100
+            cuda_tests=45 demo_study=140 schedule_sizing=15)
 fi
 declare -A LIMIT
 for pair in "${LIMITS[@]}"; do LIMIT[${pair%%=*}]=${pair#*=}; done
@@ -103,11 +108,14 @@ TRAIN=("$PYTHON" -m experiments.benchmarks.training_speed --arch dfanet_a --devi
        --steps "$STEPS")
 part train_512x1024 "${TRAIN[@]}" --recipe demo --processes 1 \
     --settings fp32,fp32+bench,bf16+bench,fp32+bench+graph,fp32+bench+compile \
-    --out "$OUT/train_512x1024" "${TRAIN_512[@]}"
+    --trainer-settings "$TRAINER_SETTINGS" --out "$OUT/train_512x1024" "${TRAIN_512[@]}"
 part train_shared "${TRAIN[@]}" --recipe demo --settings fp32+bench \
     --out "$OUT/train_shared" "${SHARED[@]}"
 part train_cityscapes "${TRAIN[@]}" --recipe cityscapes --batch-size "$CITY_BATCH" \
     --settings fp32+bench --processes 1 --out "$OUT/train_cityscapes" "${CITYSCAPES[@]}"
+
+part cuda_tests "$PYTHON" -m pytest -q -p no:cacheprovider -k cuda tests/test_training_step.py \
+    tests/test_trainer.py tests/test_data_device_transforms.py
 
 # A fresh storage: the same study name in an old one would resume, and finish at once.
 rm -rf "$OUT/demo"

@@ -4,10 +4,10 @@ there: `python -m experiments.benchmarks.gpu_kit [--out .gpukit]`
 A GPU machine may have torch and the scientific stack but not the rest (optuna, hydra-core,
 omegaconf, fvcore, ...), and no package index to install them from. This copies, from this
 environment's installed distributions, every runtime dependency of the project (the
-`dependencies` of pyproject.toml, and theirs, for Linux and the GPU image's Python) that the
-image does not have: the packages' files and their `*.dist-info`, without compiled extension
-modules (a distribution that needs them is left out and listed; SQLAlchemy runs without its
-optional ones) or byte code. Then, on the GPU machine:
+`dependencies` of pyproject.toml, and theirs, and pytest for the CUDA-only tests, for Linux and
+the GPU image's Python) that the image does not have: the packages' files and their
+`*.dist-info`, without compiled extension modules (a distribution that needs them is left out
+and listed; SQLAlchemy runs without its optional ones) or byte code. Then, on the GPU machine:
 
     PYTHONPATH=.gpukit:. python -m experiments.search +study=demo device=cuda tracking=none
 
@@ -55,6 +55,9 @@ LEFT_OUT = {
     # library's module on every newer Python.
     canonicalize_name("typing"): "an old backport that would shadow the standard library",
 }
+# Beside the project's dependencies: the test runner, for the tests that run only on CUDA
+# (gpu_check.sh's cuda_tests part).
+TEST_RUNNER = (Requirement("pytest"),)
 # Distributions whose compiled modules are optional speed-ups: copied without them.
 RUN_WITHOUT_COMPILED = frozenset({canonicalize_name("sqlalchemy")})
 COMPILED_SUFFIXES = (".so", ".pyd")
@@ -147,7 +150,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    kit = plan_kit(project_requirements())
+    kit = plan_kit([*project_requirements(), *TEST_RUNNER])
     try:
         written = build_kit(kit, args.out)
     except ValueError as error:

@@ -23,7 +23,8 @@ Each measurement gives the first step's seconds, the warm-up's, and the steady i
    them), or once per setting of `--trainer-settings` (`fp32+bench,fp32+bench+graph`: the
    Trainer eager and graphed);
 3. the data pipeline alone, the Trainer's loader at this shape: decoding the PNG files on every
-   read, as real Cityscapes is read, and from the in-memory cache after one epoch;
+   read, as real Cityscapes is read, and from the in-memory cache after one epoch; each with
+   the scale, crop and flip in the loader's workers, and on the device (`trainer.augment_on`);
 4. N Trainers sharing the device (`--processes`), started together after their warm-up: the
    aggregate images/s and each process's peak memory.
 Steps and Trainers run in fresh processes, one per measurement: a process's first step is that
@@ -54,6 +55,7 @@ from torch.utils.data import DataLoader
 
 from experiments.config import CONF_DIR, CONFIG_ERRORS, compose_config, read_value
 from experiments.data import NUM_CLASSES
+from experiments.data.device_transforms import AugmentOn
 from experiments.data.from_config import DatasetSettings, build_datasets, dataset_root
 from experiments.training.losses import SegmentationLoss
 from experiments.training.runtime import Runtime, device_name, resolve_device
@@ -65,7 +67,7 @@ from experiments.training.step import (
     make_optimizer,
     make_step,
 )
-from experiments.training.stream import SeededItems, TrainingStream
+from experiments.training.stream import SeededItems, TrainingStream, batch_finisher
 from experiments.training.trainer import Trainer, TrainerConfig, poly_with_warmup
 from search_space.model import build
 from search_space.registry import arch_names, get_arch
@@ -410,39 +412,51 @@ class TrainerClock:
     span's end: each untimed step (the first step's seconds), and the window's two ends. Opens
     the window after the warm-up, closes it after the last timed step."""
 
-    def __init__(self, steps: int, report: Reporter, window: Window, device: torch.device) -> None:
-        self.steps, self.report, self.window, self.device = steps, report, window, device
+    def __init__(
+        self, steps: int, untimed: int, report: Reporter, window: Window, device: torch.device
+    ) -> None:
+        self.steps, self.untimed, self.report = steps, untimed, report
+        self.window, self.device = window, device
         self.marks: list[float] = []
 
     def __call__(self) -> None:
-        calls = len(self.marks)
-        if calls <= WARMUP_STEPS or calls == WARMUP_STEPS + self.steps:
+        calls, untimed = len(self.marks), self.untimed
+        if calls <= WARMUP_STEPS or calls in (untimed, untimed + self.steps):
             _synchronize(self.device)
         self.marks.append(time.perf_counter())  # before the window: no wait for the others
-        if calls == WARMUP_STEPS:
+        if calls == untimed:
             self.window.open()
-        if calls == WARMUP_STEPS + self.steps:
+        if calls == untimed + self.steps:
             self.window.close()
-        if calls < WARMUP_STEPS:
-            self.report(f"untimed step {calls + 1}/{WARMUP_STEPS}")
-        elif calls < WARMUP_STEPS + self.steps:
-            self.report(f"step {calls - WARMUP_STEPS + 1}/{self.steps}")
+        if calls < untimed:
+            self.report(f"untimed step {calls + 1}/{untimed}")
+        elif calls < untimed + self.steps:
+            self.report(f"step {calls - untimed + 1}/{self.steps}")
 
 
 def time_trainer(job: Job, report: Reporter, window: Window) -> Timing:
     plan, device = job.plan, job.plan.device
+    recipe = plan.config(WARMUP_STEPS, job.setting)
+    report("reading the dataset")
+    train, val, num_classes = build_datasets(
+        plan.dataset,
+        input_size=plan.input_size,
+        scale_range=recipe.scale_range,
+        augment_on=recipe.augment_on,
+    )
+    # A cached dataset is timed once its first epoch has filled the cache, as a study's worker
+    # reads it after its first trial: the first epoch decodes every PNG (the built-in set's
+    # 38 steps of DFANet B ran at 0.76 of the bare step on a 2-core CPU, the later ones 0.9).
+    epoch = -(-len(train) // plan.batch_size)
+    untimed = max(WARMUP_STEPS, epoch) if plan.dataset.cache else WARMUP_STEPS
     # One step more than the clock times: the window closes before it (at the start of the
     # step after the timed ones), and the evaluation, whose first batch loads before the clock
     # is called, comes after it.
-    config = plan.config(WARMUP_STEPS + plan.steps + 1, job.setting)
-    report("reading the dataset")
-    train, val, num_classes = build_datasets(
-        plan.dataset, input_size=plan.input_size, scale_range=config.scale_range
-    )
+    config = replace(recipe, steps=untimed + plan.steps + 1)
     val.samples = val.samples[: config.eval_batch_size]  # one batch: the evaluation is untimed
     torch.manual_seed(0)
     model = build(get_arch(plan.arch).replace(input_size=plan.input_size), num_classes)
-    clock = TrainerClock(plan.steps, report, window, device)
+    clock = TrainerClock(plan.steps, untimed, report, window, device)
     trainer = Trainer(
         model, train, val, config, Runtime(device), num_classes=num_classes, between_steps=clock
     )
@@ -450,7 +464,7 @@ def time_trainer(job: Job, report: Reporter, window: Window) -> Timing:
     marks = clock.marks
     return Timing(
         first_step_s=marks[1] - marks[0],
-        warmup_s=marks[WARMUP_STEPS] - marks[0],
+        warmup_s=marks[untimed] - marks[0],
         started=window.started,
         ended=window.ended,
         images=plan.steps * plan.batch_size,
@@ -546,16 +560,19 @@ def _collect(label: str, processes: list[Any], events: Any, count: int) -> list[
     return [timings[index] for index in range(count)]
 
 
-def time_loader(plan: Plan, cached: bool) -> Timing:
+def time_loader(plan: Plan, cached: bool, augment_on: AugmentOn) -> Timing:
     """The Trainer's loader (its stream, workers and pinning) at this shape, without a model:
     decoding every PNG, or from the in-memory cache filled by one untimed epoch (each worker
-    fills a copy of its own: with workers, the timed epochs still decode some)."""
+    fills a copy of its own: with workers, the timed epochs still decode some); with the
+    augmentation in the workers, or on the device (each batch timed until it is resampled)."""
     config = plan.config(WARMUP_STEPS + plan.steps)
     train, _, _ = build_datasets(
         replace(plan.dataset, cache=cached),
         input_size=plan.input_size,
         scale_range=config.scale_range,
+        augment_on=augment_on,
     )
+    finish = batch_finisher(train)
     batch = plan.batch_size
     loader = DataLoader(
         SeededItems(train),
@@ -565,13 +582,18 @@ def time_loader(plan: Plan, cached: bool) -> Timing:
         pin_memory=plan.device.type == "cuda",
     )
     batches = iter(loader)
+
+    def next_batch() -> None:
+        finish(next(batches), plan.device)
+        _synchronize(plan.device)
+
     window = Window(barrier=None)
     untimed = len(train) // batch if cached else WARMUP_STEPS
     first_batch, warmup = time_calls(
-        partial(next, batches),
+        next_batch,
         steps=plan.steps,
         window=window,
-        status=Heartbeat("loader, " + ("cached" if cached else "PNG")),
+        status=Heartbeat(f"loader, {'cached' if cached else 'PNG'}, augment on {augment_on}"),
         untimed=untimed,
     )
     return Timing(
@@ -685,7 +707,8 @@ def markdown(frame: pd.DataFrame, context: dict[str, str]) -> str:
         f"Steady images/s over the timed steps, after {WARMUP_STEPS} untimed ones (the first "
         "step among them); a +compile row's first step is its compilation, a loader row's its "
         "first batch. Bare steps train on one batch already on the device; the Trainer on the "
-        "dataset, as the recipe configures it; the loader rows are its data pipeline alone. "
+        "dataset, as the recipe configures it (on a cached dataset, timed after one untimed "
+        "epoch has filled the cache); the loader rows are its data pipeline alone. "
         "Trainer xN: N Trainers started together, their images over their joint span. Peak "
         "memory: CUDA's max_memory_allocated, or a CPU process's peak resident memory.\n"
     )
@@ -726,8 +749,11 @@ def run(plan: Plan) -> tuple[pd.DataFrame, str]:
         add(measure(what, "trainer", partial(run_processes, what, job, 1)))
     trainer = Job("trainer", plan, plan.threads, plan.trainer_settings[0])
     for cached in (False, True):
-        what = f"loader, {'cached' if cached else 'PNG'}, {plan.loader_workers} workers"
-        add(measure(what, "loader", lambda cached=cached: [time_loader(plan, cached)]))
+        for augment_on in ("loader", "device"):
+            what = (f"loader, {'cached' if cached else 'PNG'}, {plan.loader_workers} workers, "
+                    f"augment on {augment_on}")  # fmt: skip
+            timed = partial(time_loader, plan, cached, augment_on)
+            add(measure(what, "loader", lambda timed=timed: [timed()]))
     for count in plan.processes:
         if count > 1:
             shared = replace(trainer, threads=max(1, plan.threads // count))

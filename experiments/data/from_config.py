@@ -13,6 +13,7 @@ from experiments.data import (
     TrainTransform,
     ensure_synthetic_cityscapes,
 )
+from experiments.data.device_transforms import AugmentOn, DeviceTrainTransform
 from workbench.cli import parse_size
 
 # An input size as a user spells it (`512x1024`) or a YAML list holds it (`[512, 1024]`).
@@ -75,14 +76,18 @@ def build_datasets(
     *,
     input_size: tuple[int, int],
     scale_range: tuple[float, float],
+    augment_on: AugmentOn,
 ) -> tuple[CityscapesDataset, CityscapesDataset, int]:
     """(train set, validation set, number of classes). Indexing checks every file's header,
-    so a broken dataset fails here, before any training."""
+    so a broken dataset fails here, before any training. `augment_on`: where the training
+    crops are resampled, in the loader's workers or on the training device (the trainer's
+    `augment_on`; the same crops either way, see `device_transforms`)."""
     root = dataset_root(settings)
+    crops = TrainTransform(crop_size=input_size, scale_range=scale_range, base_size=input_size)
     train = CityscapesDataset(
         root,
         settings.train_split,
-        TrainTransform(crop_size=input_size, scale_range=scale_range, base_size=input_size),
+        DeviceTrainTransform(crops) if augment_on == "device" else crops,
         cache=settings.cache,
     )
     val = CityscapesDataset(

@@ -42,7 +42,7 @@ def _as_size(name: str, size: Size) -> Size:
     return int(size[0]), int(size[1])
 
 
-def _check_pair(image: np.ndarray, label: np.ndarray) -> None:
+def check_pair(image: np.ndarray, label: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
     if label.shape != image.shape[:2] or label.dtype != np.uint8:
@@ -59,14 +59,40 @@ class Normalize:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        # One fused pass in 0..255 units instead of a divide by 255 and then a second pass.
+    def constants(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift, scale), 3x1x1 each: normalised = (pixel - shift) * scale, in 0..255 units,
+        one fused pass instead of a divide by 255 and then a second pass."""
         shift = torch.tensor([255.0 * m for m in self.mean]).view(3, 1, 1)
         scale = torch.tensor([1.0 / (255.0 * s) for s in self.std]).view(3, 1, 1)
+        return shift, scale
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        shift, scale = self.constants()
         # astype makes the float copy we need anyway, and a writable, positively strided one
         # (decoded and flipped arrays are neither, and torch cannot wrap them).
         pixels = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)
         return pixels.sub_(shift).mul_(scale).contiguous()
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """One item's augmentation: the crop window in source pixels (left, top, right, bottom;
+    resampling it is "scale, then crop"), the window's size in output pixels (smaller than the
+    crop where the scaled image is), and whether it is flipped."""
+
+    box: tuple[float, float, float, float]
+    height: int
+    width: int
+    flip: bool
+
+    def as_tensor(self) -> torch.Tensor:
+        """One row of float64s, which a DataLoader collates (indices are exact in float64)."""
+        return torch.tensor([*self.box, self.height, self.width, self.flip], dtype=torch.float64)
+
+    @classmethod
+    def from_row(cls, row: list[float]) -> CropPlan:
+        left, top, right, bottom, height, width, flip = row
+        return cls((left, top, right, bottom), int(height), int(width), bool(flip))
 
 
 @dataclass(frozen=True)
@@ -96,11 +122,9 @@ class TrainTransform:
         if not 0 <= self.flip_prob <= 1:
             raise ValueError(f"flip_prob must lie in [0, 1], got {self.flip_prob}")
 
-    def __call__(
-        self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_pair(image, label)
-        height, width = label.shape
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> CropPlan:
+        """The plan of one item of `height` x `width` pixels: scale, window, flip, drawn from
+        `rng` in that order (the loader's and the device's paths both draw here)."""
         base_h, base_w = self.base_size or (height, width)
         scale = rng.uniform(*self.scale_range)
         scaled_h, scaled_w = max(1, round(base_h * scale)), max(1, round(base_w * scale))
@@ -109,22 +133,28 @@ class TrainTransform:
         top = int(rng.integers(0, scaled_h - out_h + 1))
         left = int(rng.integers(0, scaled_w - out_w + 1))
         flip = bool(rng.random() < self.flip_prob)
-
         # The crop window in source pixels: one resize of this window is "scale, then crop".
         step_y, step_x = height / scaled_h, width / scaled_w
         box = (left * step_x, top * step_y, (left + out_w) * step_x, (top + out_h) * step_y)
-        window = Image.fromarray(image).resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
-        window_label = Image.fromarray(label).resize(
-            (out_w, out_h), Image.Resampling.NEAREST, box=box
-        )
+        return CropPlan(box, out_h, out_w, flip)
+
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        check_pair(image, label)
+        plan = self.draw(rng, *label.shape)
+        size = (plan.width, plan.height)
+        window = Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, box=plan.box)
+        window_label = Image.fromarray(label).resize(size, Image.Resampling.NEAREST, box=plan.box)
         pixels, classes = np.asarray(window), np.asarray(window_label)
-        if flip:
+        if plan.flip:
             pixels, classes = pixels[:, ::-1], classes[:, ::-1]
 
+        crop_h, crop_w = self.crop_size
         image_out = torch.zeros((3, crop_h, crop_w), dtype=torch.float32)
         label_out = torch.full((crop_h, crop_w), IGNORE_INDEX, dtype=torch.int64)
-        image_out[:, :out_h, :out_w] = self.normalize(pixels)
-        label_out[:out_h, :out_w] = torch.from_numpy(classes.astype(np.int64))
+        image_out[:, : plan.height, : plan.width] = self.normalize(pixels)
+        label_out[: plan.height, : plan.width] = torch.from_numpy(classes.astype(np.int64))
         return image_out, label_out
 
 
@@ -146,7 +176,7 @@ class EvalTransform:
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_pair(image, label)
+        check_pair(image, label)
         if self.input_size is not None and self.input_size != label.shape:
             height, width = self.input_size
             image = np.asarray(

@@ -64,7 +64,10 @@ class Bench:
         size = parse_size(config["input_size"])
         dataset = read_value(DatasetSettings, config["dataset"], "dataset")
         train, val, num_classes = build_datasets(
-            dataset, input_size=size, scale_range=tuple(recipe["scale_range"])
+            dataset,
+            input_size=size,
+            scale_range=tuple(recipe["scale_range"]),
+            augment_on=recipe["augment_on"],
         )
         return cls(train, val, num_classes, size, recipe, resolve_device(config["device"]))
 

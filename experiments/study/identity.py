@@ -41,6 +41,9 @@ MAY_CHANGE = (
     "trainer.eval_batch_size",
     "trainer.checkpoint_every",
     "trainer.loss_fetch_every",  # when the losses are read, not what they are
+    # Where the crops are resampled: the same crops, flips and labels, image values within one
+    # uint8 unit (the resampling's rounding), as the step's speed settings below.
+    "trainer.augment_on",
     # The step's speed settings other than its precision: the same arithmetic in another
     # memory layout, cuDNN algorithm or kernel launch (fp32 rounding apart). The precision
     # changes the numerics: it defines the study.

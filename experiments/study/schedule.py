@@ -138,19 +138,33 @@ class Schedule:
     def next_promotion(
         self, trials: Sequence[FrozenTrial], sampling_done: bool
     ) -> Promotion | None:
-        """The promotion to run now, highest rung first, or None: start a new architecture.
-        `sampling_done`: every architecture of the study is sampled and none of them is still
-        training to the first rung, so the first rung is closed."""
+        """The promotion to run now, or None: start a new architecture. `sampling_done`: every
+        architecture of the study is sampled and none of them is still training to the first
+        rung, so the first rung is closed.
+
+        The longest known work first: a reference or probe will climb to the top rung, so its
+        work is the rest of its climb; any other promotion's is its next rung. Then the higher
+        rung, then the slower architecture. Highest rung first alone left a probe's whole climb
+        for the end of the demo, on one worker while the other idled (a minute of 5)."""
         # Any continuation takes it: an interrupted or killed one is retried as itself (a
         # retry enqueued by an interrupted trial or the heartbeat), and one that raised would
         # raise again (training is deterministic).
         taken = _taken(trials)
         closed = self.closed_rungs(trials, sampling_done)
-        for rung in reversed(range(len(self.rungs) - 1)):
-            for promotion in self.promotable(trials, rung, closed=rung < closed):
-                if promotion.parent.number not in taken:
-                    return promotion
-        return None
+        candidates = [
+            promotion
+            for rung in reversed(range(len(self.rungs) - 1))
+            for promotion in self.promotable(trials, rung, closed=rung < closed)
+            if promotion.parent.number not in taken
+        ]
+        return max(candidates, key=self._known_work, default=None)
+
+    def _known_work(self, promotion: Promotion) -> tuple[int, int, float]:
+        """(the steps this promotion surely leads to, its rung, the parent's slowness)."""
+        below = promotion.rung - 1
+        last = len(self.rungs) - 1 if self._always_promoted(promotion.parent) else promotion.rung
+        rate = promotion.parent.user_attrs.get(TrialKey.IMAGES_PER_SECOND, 0.0)
+        return self.rungs[last] - self.rungs[below], promotion.rung, -rate
 
     def closed_rungs(self, trials: Sequence[FrozenTrial], sampling_done: bool) -> int:
         """How many rungs, from the first, no trial can reach any more: rung k is closed when

@@ -85,7 +85,10 @@ def set_up(search: SearchSettings, composed: dict[str, Any]) -> SearchSetup:
         search = replace(search, study=covering_first_trials(search.study, first))
         sampler = search.sampler
     datasets = build_datasets(  # indexes and checks every file of the dataset
-        search.dataset, input_size=input_size, scale_range=trainer.scale_range
+        search.dataset,
+        input_size=input_size,
+        scale_range=trainer.scale_range,
+        augment_on=trainer.augment_on,
     )
     make_sampler(sampler, search.study.seed)
     return SearchSetup(search, composed, proposer, sampler, *datasets, schedule=schedule)

@@ -13,7 +13,8 @@ same whatever the number of processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,6 +62,25 @@ def check_one_batch(n_items: int, batch_size: int) -> None:
         raise ValueError(
             f"the training set has {n_items} images, fewer than one batch ({batch_size})"
         )
+
+
+BatchFinisher = Callable[[Any, torch.device], tuple[torch.Tensor, torch.Tensor]]
+
+
+def batch_finisher(dataset: Dataset[Any]) -> BatchFinisher:
+    """How a collated batch of `dataset` becomes (images, labels) on the training device: the
+    transform's own `finish_batch` where it leaves the augmentation to the device
+    (`trainer.augment_on=device`), else a copy of the loader's finished batch."""
+    transform = getattr(dataset, "transform", None)
+    finish: BatchFinisher = getattr(transform, "finish_batch", copy_to_device)
+    return finish
+
+
+def copy_to_device(
+    batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    image, label = batch
+    return image.to(device, non_blocking=True), label.to(device, non_blocking=True)
 
 
 class SeededItems(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from experiments.config import check_at_least, checked_section
+from experiments.data.device_transforms import AugmentOn
 from experiments.training.evaluation import eval_loader, evaluate
 from experiments.training.losses import LossConfig, SegmentationLoss
 from experiments.training.metrics import SegmentationScores
@@ -38,7 +39,12 @@ from experiments.training.step import (
     precision_of_amp,
     restore_tensor_lr,
 )
-from experiments.training.stream import SeededItems, TrainingStream, check_one_batch
+from experiments.training.stream import (
+    SeededItems,
+    TrainingStream,
+    batch_finisher,
+    check_one_batch,
+)
 from search_space.model import SegmentationNet
 
 
@@ -69,6 +75,7 @@ class TrainerConfig:
     eval_batch_size: int
     num_workers: int
     scale_range: tuple[float, float]  # relative to the architecture's input size
+    augment_on: AugmentOn  # where the scale, crop and flip run (the loader or the device)
     cuda: StepSetting  # the step's speed settings on a CUDA device
     cpu: StepSetting  # ... and on a CPU
     amp: bool | None  # deprecated alias of cuda.precision (None: not set)
@@ -211,6 +218,7 @@ class Trainer:
             )
         check_one_batch(len(train_set), config.batch_size)  # type: ignore[arg-type]
         self.train_set = train_set
+        self.finish_batch = batch_finisher(train_set)
         self.val_loader = eval_loader(
             val_set, runtime, config.eval_batch_size, min(config.num_workers, 2)
         )
@@ -268,10 +276,8 @@ class Trainer:
                 if self.between_steps is not None:
                     self.between_steps()
                 started = time.perf_counter()
-                image, label = next(batches)
-                loss = self.train_step(
-                    image.to(device, non_blocking=True), label.to(device, non_blocking=True)
-                )
+                image, label = self.finish_batch(next(batches), device)
+                loss = self.train_step(image, label)
                 self.scheduler.step()
                 self.unread_losses.append(loss)
                 self.step += 1
