@@ -139,6 +139,7 @@ def _budget_text(df: pd.DataFrame, attrs: Mapping[str, Any]) -> tuple[int | None
             f" In this study, rung 0 ({agreement['from steps']} steps) ranks the "
             f"{agreement['architectures']} architectures that reached the top rung with "
             f"Kendall's tau {agreement[TAU]:.2f} against their ranking at {steps} steps "
-            "(promoted trials only: the best at rung 0)."
+            "(promoted trials only, so biased towards the ones that did well early; the "
+            "probes' estimate, in the multi-fidelity section, is not)."
         )
     return int(steps), text

@@ -4,6 +4,7 @@ and the real dataset, loader and Trainer running it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from experiments.config import compose_option, read_value
-from experiments.data import IGNORE_INDEX, IMAGENET_STD, CityscapesDataset, TrainTransform
+from experiments.data import (
+    IGNORE_INDEX,
+    IMAGENET_STD,
+    CityscapesDataset,
+    DatasetError,
+    TrainTransform,
+)
+from experiments.data.cityscapes import check_one_size
 from experiments.data.device_transforms import (
     DeviceTrainTransform,
     bilinear_weights,
@@ -183,6 +191,17 @@ def test_the_dataset_and_loader_yield_the_same_batches_on_either_path(synthetic_
     ):
         assert torch.equal(labels, cpu_labels)
         assert (images - cpu_images).abs().max().item() <= ONE_UNIT
+
+
+def test_images_of_two_sizes_are_refused_naming_both(synthetic_root: Path, tmp_path: Path):
+    """Whole decoded images are batched: a split of mixed sizes is refused before training."""
+    samples = CityscapesDataset(synthetic_root, "train").samples[:3]
+    odd = tmp_path / "odd_leftImg8bit.png"
+    Image.open(samples[1].image).resize((40, 20)).save(odd)
+    mixed = [samples[0], replace(samples[1], image=odd), samples[2]]
+    with pytest.raises(DatasetError, match=rf"{odd} is 40x20 but .* is 128x64: .*augment_on"):
+        check_one_size(mixed, "trainer.augment_on=device needs one size")
+    check_one_size(samples, "never raised: one size")
 
 
 def test_the_trainer_trains_with_the_augmentation_on_its_device(synthetic_settings, tmp_path: Path):

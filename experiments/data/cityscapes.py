@@ -116,6 +116,18 @@ def index_split(
     return samples
 
 
+def check_one_size(samples: list[Sample], why: str) -> None:
+    """Every image of `samples` has the first one's size (headers only), else a `DatasetError`
+    naming a pair that differs and `why` one size is needed."""
+    sizes = {sample.image: _header(sample.image)[0] for sample in samples}
+    first, (width, height) = next(iter(sizes.items()))
+    for path, size in sizes.items():
+        if size != (width, height):
+            raise DatasetError(
+                f"{path} is {size[0]}x{size[1]} but {first} is {width}x{height}: {why}"
+            )
+
+
 def _sample(image_path: Path, label_dir: Path) -> Sample:
     sample_id = image_path.name.removesuffix(IMAGE_SUFFIX)
     label_path = label_dir / image_path.parent.name / f"{sample_id}{LABEL_SUFFIX}"

@@ -13,6 +13,7 @@ from experiments.data import (
     TrainTransform,
     ensure_synthetic_cityscapes,
 )
+from experiments.data.cityscapes import check_one_size
 from experiments.data.device_transforms import AugmentOn, DeviceTrainTransform
 from workbench.cli import parse_size
 
@@ -90,6 +91,12 @@ def build_datasets(
         DeviceTrainTransform(crops) if augment_on == "device" else crops,
         cache=settings.cache,
     )
+    if augment_on == "device":
+        check_one_size(
+            train.samples,
+            "trainer.augment_on=device batches whole decoded images, which needs one size "
+            "across the split (Cityscapes has one); use trainer.augment_on=loader",
+        )
     val = CityscapesDataset(
         root, settings.val_split, EvalTransform(input_size=input_size), cache=settings.cache
     )
