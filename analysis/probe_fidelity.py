@@ -265,10 +265,12 @@ def fidelity_sentence(fidelity: RungFidelity) -> str:
         )
     reached = _reached_text(fidelity)
     if agreement is None:
-        return (
-            f"{reached}, no two in the same bracket: no within-bracket pair, so no estimate of "
-            f"whether {rungs}."
+        why = (
+            "fewer than two of them"
+            if len(fidelity.probes.measured) < 2
+            else "no two in the same bracket"
         )
+        return f"{reached}, {why}: no within-bracket pair, so no estimate of whether {rungs}."
     pairs = agreement.pairs
     measured = (
         f"{reached}. Over their {plural(pairs.count, 'within-bracket pair')}, {rungs} "

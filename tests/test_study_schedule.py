@@ -147,6 +147,24 @@ def test_the_steps_left_count_each_rungs_floor_less_the_promotions_made(tmp_path
     assert one.least_steps_left([], 2) == 2 * 20 + 1 * 40 + 1 * 120
 
 
+def test_the_steps_left_count_a_closed_rungs_front_not_promoted_yet(tmp_path: Path) -> None:
+    """Six architectures done at rung 0, its quota of two promoted and done: the front's third
+    member is promotable but not taken yet, so the ETA counts its rung (and the top rung's
+    floor), not 0, between the promotions."""
+    study = stored_study(tmp_path)
+    heads3 = Schedule((20, 60, 180), 3, "head", DIRECTIONS)
+    for m, g in [(30, 0.3), (20, 0.2), (10, 0.1), (5, 0.3), (4, 0.3), (3, 0.3)]:
+        add(study, m, g)
+    assert {p.parent.number for p in heads3.promotable(study.get_trials(), 0, closed=True)} == {
+        0,
+        1,
+        2,
+    }
+    add(study, 31, 0.3, rung=1, **{TrialKey.PROMOTED_FROM: 0})
+    add(study, 11, 0.1, rung=1, **{TrialKey.PROMOTED_FROM: 2})
+    assert heads3.least_steps_left(study.get_trials(), 0) == 40 + 120
+
+
 def test_the_steps_left_count_the_promotions_to_run_and_the_climb_of_references_and_probes(
     tmp_path: Path,
 ) -> None:

@@ -70,6 +70,9 @@ def test_the_input_size_is_spelled_hxw_or_a_list() -> None:
         ({"schedule": {"enabled": True, "reduction": 3, "min_steps": 20, "stratify": None,
                        "references_to_top": True, "probes": -2}},
          "study.schedule.probes must be >= 0, got -2"),
+        ({"schedule": {"enabled": True, "reduction": 3, "min_steps": 20, "stratify": None,
+                       "references_to_top": True, "probes": 3}},
+         "study.schedule.probes must be even, got 3: probes are compared in pairs"),
     ],
 )  # fmt: skip
 def test_bad_settings_name_the_field(values: dict[str, Any], message: str) -> None:

@@ -70,6 +70,19 @@ def schedule_section(
     ]
 
 
+def _always_promoted_clause(schedule: Mapping[str, Any]) -> str:
+    """Who climbs whatever their rank, as the stored schedule says (absent in studies stored
+    before references and probes climbed: none then)."""
+    climbers = []
+    if schedule.get(ScheduleKey.REFERENCES_TO_TOP):
+        climbers.append("the reference designs")
+    if schedule.get(ScheduleKey.PROBES):
+        climbers.append(f"the {schedule[ScheduleKey.PROBES]} probes")
+    if not climbers:
+        return ""
+    return f"; {' and '.join(climbers)} went on to the top rung whatever their rank"
+
+
 def _schedule_text(df: pd.DataFrame, schedule: Mapping[str, Any]) -> str:
     rungs = [int(steps) for steps in schedule.get(ScheduleKey.RUNGS) or []]
     reduction = schedule.get(ScheduleKey.REDUCTION)
@@ -91,6 +104,7 @@ def _schedule_text(df: pd.DataFrame, schedule: Mapping[str, Any]) -> str:
         )
         + "and, once no more trials could reach a rung, its whole non-dominated front"
         + (f" and each {stratify}'s best" if stratify else "")
+        + _always_promoted_clause(schedule)
         + ". A promoted trial continues the checkpoint of the one below, so an architecture's "
         f"steps are spent once. The front is drawn from the top rung reached, rung {top} "
         f"({top_steps} steps): {reached} of the {len(table)} architectures reached it."

@@ -16,6 +16,7 @@ passes and this path does not.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from experiments.data.labels import IGNORE_INDEX
-from experiments.data.transforms import CropPlan, TrainTransform, check_pair
+from experiments.data.transforms import CropPlan, Normalize, TrainTransform, check_pair
 
 AugmentOn = Literal["loader", "device"]  # where the training crops are resampled
 DeferredItem = tuple[Tensor, Tensor, Tensor]  # decoded image HxWx3, label HxW, the plan
@@ -48,21 +49,37 @@ class DeviceTrainTransform:
 
     def finish_batch(self, batch: list[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
         """A collated batch of deferred items -> (normalised images Bx3xHxW, labels BxHxW) on
-        `device`, the crop size of `geometry`, padded as `TrainTransform` pads."""
+        `device`, the crop size of `geometry`, padded as `TrainTransform` pads.
+
+        Nothing in the per-item loop copies from the host: a copy from pageable memory waits
+        for the device's queued work, which would make every step wait for the one before.
+        The nearest-neighbour indices (accumulated on the host, as Pillow does) go over in one
+        pinned buffer; the bilinear weights are computed on the device."""
         images, labels, plans = batch
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected a batch of HxWx3 images, got shape {tuple(images.shape)}")
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
         crop_h, crop_w = self.geometry.crop_size
         count, height, width = labels.shape
+        items = [CropPlan.from_row(row) for row in plans.tolist()]
+        indices = torch.zeros((count, crop_h + crop_w), dtype=torch.int64)
+        for index, plan in enumerate(items):
+            left, top, right, bottom = plan.box
+            indices[index, : plan.height] = torch.from_numpy(
+                nearest_indices(top, bottom, plan.height)
+            )
+            indices[index, crop_h : crop_h + plan.width] = torch.from_numpy(
+                nearest_indices(left, right, plan.width)
+            )
+        on_cuda = device.type == "cuda"
+        indices = (indices.pin_memory() if on_cuda else indices).to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True)  # pinned by the loader on CUDA
+        labels = labels.to(device, non_blocking=True)
+        shift, scale = normalisation_on(self.geometry.normalize, device)
         out_images = torch.zeros((count, 3, crop_h, crop_w), dtype=torch.float32, device=device)
         out_labels = torch.full(
             (count, crop_h, crop_w), IGNORE_INDEX, dtype=torch.int64, device=device
         )
-        shift, scale = (t.to(device) for t in self.geometry.normalize.constants())
-        for index, row in enumerate(plans.tolist()):
-            plan = CropPlan.from_row(row)
+        for index, plan in enumerate(items):
             left, top, right, bottom = plan.box
             first_y, rows_weights = bilinear_weights(height, top, bottom, plan.height, device)
             first_x, cols_weights = bilinear_weights(width, left, right, plan.width, device)
@@ -72,8 +89,8 @@ class DeviceTrainTransform:
                 first_x : first_x + cols_weights.shape[1],
             ]
             pixels = rows_weights @ window.permute(2, 0, 1).float() @ cols_weights.T
-            rows = torch.from_numpy(nearest_indices(top, bottom, plan.height)).to(device)
-            cols = torch.from_numpy(nearest_indices(left, right, plan.width)).to(device)
+            rows = indices[index, : plan.height]
+            cols = indices[index, crop_h : crop_h + plan.width]
             classes = labels[index].index_select(0, rows).index_select(1, cols)
             if plan.flip:
                 pixels, classes = pixels.flip(-1), classes.flip(-1)
@@ -82,26 +99,32 @@ class DeviceTrainTransform:
         return out_images, out_labels
 
 
+@functools.cache
+def normalisation_on(normalize: Normalize, device: torch.device) -> tuple[Tensor, Tensor]:
+    """`normalize`'s (shift, scale) on `device`, copied there once per process."""
+    shift, scale = normalize.constants()
+    return shift.to(device), scale.to(device)
+
+
 def bilinear_weights(
     size: int, start: float, end: float, out_size: int, device: torch.device
 ) -> tuple[int, Tensor]:
     """Pillow's bilinear resampling of the span [start, end) of an axis of `size` pixels to
-    `out_size`, as (first source index, out_size x span weight matrix). The filter is widened
-    by the reduction factor when shrinking (Pillow's antialiasing) and clipped at the border."""
+    `out_size`, as (first source index, out_size x span weight matrix), computed on `device`
+    from scalars (no copy from the host). The filter is widened by the reduction factor when
+    shrinking (Pillow's antialiasing) and clipped at the border."""
     start, step = pillow_span(start, end, out_size)
     support = max(step, 1.0)  # the triangle filter's radius, in source pixels
-    centers = start + (np.arange(out_size) + 0.5) * step
-    lows = np.maximum(np.trunc(centers - support + 0.5), 0)
-    highs = np.minimum(np.trunc(centers + support + 0.5), size)
-    first, last = int(lows.min()), int(highs.max())
-
-    def column(values: np.ndarray) -> Tensor:
-        return torch.as_tensor(values, dtype=torch.float64, device=device)[:, None]
-
-    sources = torch.arange(first, last, dtype=torch.float64, device=device)
-    weights = (1 - ((sources - column(centers) + 0.5) / support).abs()).clamp_(min=0)
-    inside = (sources >= column(lows)) & (sources < column(highs))
-    weights = torch.where(inside, weights, 0.0)
+    # The span's ends from its first and last output pixels (the centres increase).
+    first = max(int(np.trunc(start + 0.5 * step - support + 0.5)), 0)
+    last = min(int(np.trunc(start + (out_size - 0.5) * step + support + 0.5)), size)
+    float64 = {"dtype": torch.float64, "device": device}
+    centers = (start + (torch.arange(out_size, **float64) + 0.5) * step)[:, None]
+    lows = (centers - support + 0.5).trunc_().clamp_(min=0)
+    highs = (centers + support + 0.5).trunc_().clamp_(max=size)
+    sources = torch.arange(first, last, **float64)
+    weights = (1 - ((sources - centers + 0.5) / support).abs()).clamp_(min=0)
+    weights = torch.where((sources >= lows) & (sources < highs), weights, 0.0)
     # Never zero: the source pixel under each output's centre is inside and weighs > 0.
     return first, (weights / weights.sum(dim=1, keepdim=True)).float()
 

@@ -52,9 +52,12 @@ def _create_or_load(setup: SearchSetup, worker: int) -> tuple[optuna.Study, bool
         except optuna.exceptions.DuplicatedStudyError:
             study = optuna.load_study(study_name=settings.name, storage=storage, sampler=sampler)
             created = False
-        stored = study.metric_names or [f"{len(study.directions)} unnamed"]
+        # Read once: the property reads the storage, where a host that created the study a
+        # moment ago may name its objectives between two reads (a stale "unnamed", then names).
+        names = study.metric_names
+        stored = names or [f"{len(study.directions)} unnamed"]
         if stored != settings.objective_names:
-            if study.metric_names is not None or len(study.directions) != len(settings.directions):
+            if names is not None or len(study.directions) != len(settings.directions):
                 raise StudyMismatchError(
                     f"study '{study.study_name}' is stored with the objectives {stored}; this "
                     f"configuration asks for {settings.objective_names} (see "

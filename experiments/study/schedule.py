@@ -71,6 +71,11 @@ class ScheduleConfig:
         check_at_least(self, "study.schedule", ("reduction",), 2)
         check_at_least(self, "study.schedule", ("min_steps",), 1)
         check_at_least(self, "study.schedule", ("probes",), 0)
+        if self.probes % 2:
+            raise ValueError(
+                f"study.schedule.probes must be even, got {self.probes}: probes are compared in "
+                "pairs within a bracket, and an odd one would have no partner"
+            )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ScheduleConfig:
@@ -215,12 +220,23 @@ class Schedule:
             and (trial.state in _IN_FLIGHT or (rung is not None and trial.number not in taken))
         ]
         first_left = max(architectures_left, new_in_flight)
+        # The promotions the rule would make now and has not made yet (a closed rung's front
+        # beyond the quota, the brackets' bests), into the rung above: each is one to come.
+        closed = self.closed_rungs(trials, sampling_done=first_left == 0)
+        pending = [
+            promotion.rung
+            for rung in range(len(self.rungs) - 1)
+            for promotion in self.promotable(trials, rung, closed=rung < closed)
+            if promotion.parent.number not in taken and not self._always_promoted(promotion.parent)
+        ]
         left = first_left * self.rungs[0]
         holding = reached.count(0) + first_left  # what the first rung will hold
         for rung in range(1, len(self.rungs)):
             floor = min(holding, max(brackets, holding // self.reduction))
             made = reached.count(rung)
-            to_come = promoted_into.count(rung) + sum(r < rung for r in climbing)
+            to_come = (
+                promoted_into.count(rung) + sum(r < rung for r in climbing) + pending.count(rung)
+            )
             asked = max(floor, made + to_come)
             left += max(0, asked - made) * (self.rungs[rung] - self.rungs[rung - 1])
             holding = asked

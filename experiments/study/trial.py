@@ -7,6 +7,7 @@ versions, commit, seed, and the reason when it failed or was stopped.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         # earlier, it has nothing to repeat: a first trial is enqueued again on the next start
         # (`enqueue_missing_initial_trials`), a sampled one is sampled anew.
         if TrialKey.SPEC in trial.user_attrs or TrialKey.PROMOTED_FROM in trial.user_attrs:
-            kept = {k: v for k, v in trial.user_attrs.items() if k in _IDENTIFYING}
+            kept = {k: v for k, v in trial.user_attrs.items() if k in _RETRIED}
             retry = {**kept, TrialKey.RETRY_OF: trial.number}
             trial.study.enqueue_trial(trial.params, user_attrs=retry)
         raise
@@ -94,13 +95,27 @@ def failure_reason(error: Exception, context: TrialContext) -> str:
     )
 
 
-# What makes an enqueued trial the one it stands for (a paper design, an ablation's cell).
+def release_device_memory(device: torch.device) -> None:
+    """Between a worker's trials on a GPU. A failed or pruned trial's exception, which Optuna
+    keeps, holds its frames (the model, the optimiser, a graph's memory pool) in a reference
+    cycle until a collection: emptying the cache before it would leave them allocated, and the
+    next trial would allocate on top of them."""
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+# What makes an enqueued trial the one it stands for (a paper design, an ablation's cell). Not
+# why a promotion was made: two workers that chose the same promotion for two reasons (a
+# probe that is also its bracket's best) chose the same trial.
 _IDENTIFYING = (
     TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.SEED, TrialKey.FIRST_DRAW, TrialKey.PROBE,
-    TrialKey.PROMOTED_FROM, TrialKey.PROMOTED_FOR, TrialKey.RUNG,
+    TrialKey.PROMOTED_FROM, TrialKey.RUNG,
 )  # fmt: skip
+# What the retry of an interrupted trial carries on.
+_RETRIED = (*_IDENTIFYING, TrialKey.PROMOTED_FOR)
 # What an enqueued trial carries from the start (a heartbeat's retry copies every attribute).
-_ENQUEUED = (*_IDENTIFYING, TrialKey.RETRY_OF, TrialKey.SPEC)
+_ENQUEUED = (*_RETRIED, TrialKey.RETRY_OF, TrialKey.SPEC)
 _NOT_REUSED = (
     TrialKey.HOST, TrialKey.REFERENCE, TrialKey.VARIANT, TrialKey.FIRST_DRAW, TrialKey.PROBE,
     TrialKey.PROMOTED_FOR, TrialKey.RETRY_OF,
@@ -165,8 +180,6 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
         raise
     finally:
         tracker.finish(costs, state)
-        if context.runtime.device.type == "cuda":
-            torch.cuda.empty_cache()
     miou = 100.0 * result.scores.miou
     for key, value in {
         TrialKey.TRAIN_SECONDS: result.train_seconds,

@@ -36,7 +36,7 @@ from experiments.study.schedule import Promotion
 from experiments.study.settings import SearchSettings
 from experiments.study.setup import SearchSetup, prepare, set_up
 from experiments.study.tracking import make_tracker
-from experiments.study.trial import TrialContext, run_trial
+from experiments.study.trial import TrialContext, release_device_memory, run_trial
 from experiments.training.runtime import Runtime, device_name, host_name, resolve_device
 from search_space.deploy import retain_freed_memory
 
@@ -123,6 +123,7 @@ def run_worker(
                     callbacks=[after_trial],
                 )
                 repeats = repeats + 1 if count_trials(study).duplicates > counts.duplicates else 0
+                release_device_memory(device)
             case _:
                 assert_never(decision)
 
@@ -220,7 +221,7 @@ def host_placements(setup: SearchSetup) -> tuple[Placement, ...]:
         device=device,
         gpus=gpus,
         workers_per_gpu=settings.workers_per_gpu,
-        cores=os.cpu_count() or 1,
+        cores=len(os.sched_getaffinity(0)),  # the cores this process may run on
         threads_per_worker=settings.threads_per_worker,
         loader_workers=setup.search.trainer.num_workers,
     )

@@ -38,7 +38,7 @@ class ConfusionMatrix:
         # A label outside [0, classes) lands in that row too or past it: both are caught.
         rows = torch.where(ignored, classes, label.long())
         index = (rows * classes + prediction.long()).view(-1)
-        negative = bool(label.numel()) and int(label.min()) < 0
+        negative = bool(label.numel()) and int(label.masked_fill(ignored, 0).min()) < 0
         counts = torch.bincount(index.clamp(min=0), minlength=(classes + 1) * classes)
         if (
             negative
