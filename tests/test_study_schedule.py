@@ -27,6 +27,7 @@ from experiments.study.schedule import (
     top_ranked,
 )
 from experiments.study.setup import prepare
+from search_space.cost import count_madds
 from search_space.space import load_space
 from search_space.spec import HEADS
 from tests.support import (
@@ -514,6 +515,18 @@ def test_probes_are_seeded_pairs_per_bracket_apart_from_every_other_first_trial(
     # no result is read), other for another seed.
     assert probes(proposer(reference_designs=(), first_trials_per_head=0).initial_trials()) == drawn
     assert probes(proposer(seed=1).initial_trials()) != drawn
+
+    # Under a GMAdds budget every first draw and probe is within it (drawn again otherwise),
+    # where the unbounded draws were not: none is lost as infeasible.
+    def gmadds(params: dict[str, Any]) -> float:
+        return count_madds(space.suggest(optuna.trial.FixedTrial(params))).gmadds
+
+    budget = 4.0  # at the space's 1024x1024: these draws span 1.1-7.2 GMAdds
+    assert any(gmadds(params) > budget for params, _ in drawn)
+    bounded = proposer(gmadds_budget=budget).initial_trials()
+    assert [attrs for _, attrs in bounded] == [attrs for _, attrs in first]
+    within = [params for params, attrs in bounded if TrialKey.REFERENCE not in attrs]
+    assert all(gmadds(params) <= budget for params in within)
     # Without brackets, one bracket; with no head varied, the probes are drawn all the same.
     single = probes(proposer(bracket_gene=None, probes=2).initial_trials())
     assert [attrs[TrialKey.PROBE] for _, attrs in single] == ["all/0", "all/1"]

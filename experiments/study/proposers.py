@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import optuna
 
+from search_space.cost import count_madds
 from search_space.published import find_published
 from search_space.registry import get_arch, matching_reference
 from search_space.space import Dimension, SearchSpace, SpaceError
@@ -76,6 +77,9 @@ class SpaceProposer:
     first_trials_per_head: int
     probes: int
     bracket_gene: str | None  # the schedule's brackets (`study.schedule.stratify`, if varied)
+    # The study's budget: a first draw or probe over it would be infeasible, never trained (a
+    # probe so lost would cost its bracket its pair), so it is drawn again.
+    gmadds_budget: float | None = None
 
     def propose(self, trial: optuna.Trial) -> tuple[ArchSpec, int]:
         return self.space.suggest(trial), self.seed
@@ -130,6 +134,9 @@ class SpaceProposer:
         stream = int(np.random.SeedSequence((self.seed, _PROBE_STREAM)).generate_state(1)[0])
         return self._seeded_draws(wanted, stream, earlier)
 
+    def _within_budget(self, spec: ArchSpec) -> bool:
+        return self.gmadds_budget is None or count_madds(spec).gmadds <= self.gmadds_budget
+
     def _drawn_dimension(self, gene: str) -> Dimension | None:
         """The space's dimension of `gene` when it draws one value of it an architecture."""
         return next(
@@ -147,7 +154,7 @@ class SpaceProposer:
         """Seeded random members of the space, one for each (fixed parameters, user attributes)
         of `wanted`: a throw-away in-memory study enqueues the fixed parameters (a head, a
         bracket) and a random sampler draws the rest. A draw that repeats an `earlier` trial's
-        architecture, or another draw's, is drawn again."""
+        architecture, or another draw's, or is over the GMAdds budget, is drawn again."""
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
@@ -158,15 +165,17 @@ class SpaceProposer:
                 for _ in range(_MAX_REDRAWS):
                     draws.enqueue_trial(fixed)
                     trial = draws.ask()
-                    params = self.space.params_for(self.space.suggest(trial))
+                    spec = self.space.suggest(trial)
+                    params = self.space.params_for(spec)
                     draws.tell(trial, 0.0)
-                    if params not in seen:
+                    if params not in seen and self._within_budget(spec):
                         break
                 else:
                     raise ValueError(
                         f"space '{self.space.name}': {_MAX_REDRAWS} draws with {fixed} all "
-                        "repeat an architecture already enqueued; the space is too small for "
-                        "study.first_trials_per_head and study.schedule.probes"
+                        "repeat an architecture already enqueued or are over "
+                        f"study.gmadds_budget={self.gmadds_budget}; the space is too small for "
+                        "study.first_trials_per_head and study.schedule.probes under that budget"
                     )
                 seen.append(params)
                 trials.append((params, attrs))

@@ -123,6 +123,7 @@ def space_proposer(
         study.first_trials_per_head,
         probes=0 if schedule is None else schedule.probes,
         bracket_gene=None if schedule is None else schedule.stratify,
+        gmadds_budget=study.gmadds_budget,
     )
 
 
