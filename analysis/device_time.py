@@ -22,6 +22,7 @@ from datetime import datetime
 import pandas as pd
 from optuna.trial import FrozenTrial
 
+from analysis.tables import present
 from workbench.record import TrialKey
 
 # How the report and the progress line call a device kind (torch's `device.type`).
@@ -145,7 +146,7 @@ def _busy_seconds(runs: Sequence[TrialRun]) -> float:
 
 
 def _text(value: object) -> str | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return str(value) if present(value) else None
 
 
 def _timestamp(value: object) -> float:

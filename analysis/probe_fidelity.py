@@ -279,7 +279,7 @@ def fidelity_sentence(fidelity: RungFidelity) -> str:
         f"{pairs.discordant} the other way"
         + (f", {pairs.tied} tied at a rung, each counting half)" if pairs.tied else ")")
     )
-    return measured + _verdict_clause(verdict(agreement))
+    return measured + _verdict_clause(fidelity.verdict)
 
 
 # ------------------------------------------------------------------------------ helpers

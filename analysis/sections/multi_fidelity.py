@@ -80,7 +80,7 @@ def _always_promoted_clause(schedule: Mapping[str, Any]) -> str:
         climbers.append(f"the {schedule[ScheduleKey.PROBES]} probes")
     if not climbers:
         return ""
-    return f"; {' and '.join(climbers)} went on to the top rung whatever their rank"
+    return f"; {joined_with_and(climbers)} went on to the top rung whatever their rank"
 
 
 def _schedule_text(df: pd.DataFrame, schedule: Mapping[str, Any]) -> str:

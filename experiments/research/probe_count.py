@@ -224,7 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = error_by_count(table, args.counts, args.draws, args.seed)
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    errors = error_by_count(table, args.counts, args.draws, args.seed)
     whole = table_agreement(table)
     brackets = ", ".join(f"{b} {sum(m.bracket == b for m in table)}" for b in bracket_order(table))
     print(

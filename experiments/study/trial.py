@@ -130,6 +130,9 @@ _INHERITED = (TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS, TrialKey.FVCORE_TOTA
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     settings = context.settings
     trial.set_user_attr(TrialKey.HOST, host_name())  # before anything can fail
+    # At once, not with the other facts after the cost count and the latency: the GPU's other
+    # sharers count this trial's memory from here (`placement.room_for_a_trial`).
+    trial.set_user_attr(TrialKey.DEVICE, str(context.runtime.device))
     _refuse_beyond_the_target(trial, context)
     _refuse_a_second_copy(trial)
     spec, seed = context.proposer.propose(trial)
