@@ -28,13 +28,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.data.cityscapes import DatasetError
 from search_space.space import SpaceError
 from search_space.spec import SpecError
+
+# Composing conf/ lives in workbench (search_space's commands read it too); re-exported here,
+# where the experiments and their tests have always found it.
+from workbench.conf import CONF_DIR as CONF_DIR
+from workbench.conf import compose_config as compose_config
+from workbench.conf import compose_option as compose_option
 
 # What a command reports as one line and exit status 2: the configuration or the files it
 # names are wrong, and nothing ran. (StorageError, StudyMismatchError and DatasetError are
@@ -225,20 +229,3 @@ def refuse_repeated_overrides(overrides: Sequence[str]) -> None:
         raise ValueError(
             f"{', '.join(repeated)} given more than once on the command line; give each once"
         )
-
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-def compose_config(config_name: str | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A config composed from `conf/` exactly as a command composes it (defaults lists, `+group`
-    selections, overrides), resolved to plain values: for benchmarks and tests that run what a
-    command runs without its command line."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        config = compose(config_name=config_name, overrides=list(overrides))
-    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
-
-
-def compose_option(group: str, option: str) -> dict[str, Any]:
-    """One option of a config group (`trainer=proxy_demo`), its own defaults list applied."""
-    return compose_config(None, [f"+{group}={option}"])[group]

@@ -113,13 +113,9 @@ class DeployedModel(nn.Module):
         self.dtype_name = dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.cuda_graphs = cuda_graphs
-        steps = {
-            "channels_last": channels_last,
-            dtype: dtype != "fp32",
-            "compiled": compiled,
-            "cuda_graphs": cuda_graphs,
-        }
-        self.path = "+".join(["folded", *(step for step, on in steps.items() if on)])
+        self.path = deployed_path(
+            channels_last=channels_last, dtype=dtype, compiled=compiled, cuda_graphs=cuda_graphs
+        )
 
     def forward(self, image: Tensor) -> Tensor:
         with torch.inference_mode():
@@ -128,6 +124,19 @@ class DeployedModel(nn.Module):
             # CUDA graph replays reuse their output buffer: a copy keeps the logits valid after
             # the next call, as an eager model's are.
             return logits.clone() if self.cuda_graphs else logits
+
+
+def deployed_path(
+    *, channels_last: bool, dtype: str, compiled: bool = False, cuda_graphs: bool = False
+) -> str:
+    """The name of a deployed path, its steps joined: `folded+channels_last+fp16`."""
+    steps = {
+        "channels_last": channels_last,
+        dtype: dtype != "fp32",
+        "compiled": compiled,
+        "cuda_graphs": cuda_graphs,
+    }
+    return "+".join(["folded", *(step for step, on in steps.items() if on)])
 
 
 def deploy(

@@ -16,23 +16,31 @@ page faults on freshly mapped activations can double a median from one process t
 `measure_latency(spec, ...)` is what a study calls before training (`CHEAP` protocol);
 `measure_module(model, ...)` times any built or deployed module;
 `search_space.onnx_export.measure_onnx` times an exported ONNX file with the same protocol.
+
+Latency on another device: `predict_latency(spec, table)` adds up the parts of `spec`
+(`search_space.parts`) from a latency table measured once on that device
+(`python -m search_space.latency_table`), with the table's correction for whole networks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from search_space.deploy import DTYPES, DeployedModel, deploy
+from search_space.latency_table.table import LatencyTable, size_text
 from search_space.model import DEFAULT_NUM_CLASSES, build
+from search_space.parts import network_parts, part_calls
 from search_space.spec import ArchSpec
 
 
@@ -251,4 +259,83 @@ def measure_latency(
         dtype=dtype,
         threads=threads,
         protocol=protocol,
+    )
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's or the CPU's model name: what a latency figure is read against."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+class MissingPartError(KeyError):
+    """The table holds no time for a part the architecture runs."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class PredictedLatency:
+    """Milliseconds per call of `spec` on the table's device, and how the figure was made."""
+
+    median_ms: float  # the corrected sum: the prediction
+    parts_ms: float  # the plain sum of the parts' times
+    part_calls: int
+    input_size: tuple[int, int]
+    table_digest: str
+    device: str  # the table's `describe_device()`
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, beside a measured `LatencyResult.to_dict()` in a trial."""
+        return {**dataclasses.asdict(self), "input_size": list(self.input_size)}
+
+
+def predict_latency(
+    spec: ArchSpec, table: LatencyTable, *, table_file: str | Path = "the table"
+) -> PredictedLatency:
+    """Latency of `spec` on the table's device, without running it.
+
+    A part of `spec` that the table does not hold (another space, input size or class count,
+    or a table from before a change to the network's code) is a `MissingPartError` naming it.
+    """
+    size = (int(spec.input_size[0]), int(spec.input_size[1]))
+    correction = table.corrections.get(size)
+    if correction is None:
+        raise MissingPartError(
+            f"{table_file} was built for input sizes "
+            f"{', '.join(map(size_text, table.input_sizes))}, not {size_text(size)}; "
+            f"{_extend_hint(table, size)}"
+        )
+    parts = network_parts(spec, table.num_classes)
+    missing = [part for part in parts if part not in table.entries]
+    if missing:
+        raise MissingPartError(
+            f"{table_file} holds no time for {len(missing)} part(s) of this architecture, "
+            f"first {missing[0].key}; {_extend_hint(table, size)}"
+        )
+    parts_ms = sum(table.entries[part].median_ms * times for part, times in parts.items())
+    calls = part_calls(parts)
+    return PredictedLatency(
+        median_ms=correction.apply(parts_ms, calls),
+        parts_ms=parts_ms,
+        part_calls=calls,
+        input_size=size,
+        table_digest=table.digest,
+        device=table.describe_device(),
+    )
+
+
+def _extend_hint(table: LatencyTable, size: tuple[int, int]) -> str:
+    return (
+        f"the table covers space '{table.space}' with {table.num_classes} classes. Measure one "
+        f"that covers this architecture on the same device: `python -m search_space.latency_table "
+        f"--space SPACE --input {size_text(size)} --threads {table.threads or 'N'} "
+        f"--dtype {table.dtype} --out FILE`"
     )

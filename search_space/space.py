@@ -19,8 +19,9 @@ an invalid spec (a test samples them).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,15 @@ class Dimension:
             return self.low <= value <= self.high and on_step
         return _encode(value) == _encode(self.value)
 
+    def values(self) -> tuple[Any, ...]:
+        """Every value this dimension can take."""
+        if self.choices is not None:
+            return self.choices
+        if self.low is not None:
+            assert self.high is not None
+            return tuple(range(self.low, self.high + 1, self.step))
+        return (self.value,)
+
     def candidate_values(self) -> tuple[Any, ...]:
         """Values worth checking at load: every choice, or both ends of a range."""
         if self.choices is not None:
@@ -117,7 +127,10 @@ class SearchSpace:
 
     def spec_from_params(self, params: Mapping[str, Any]) -> ArchSpec:
         """The spec a trial's parameters stand for (also rebuilds specs of stored trials)."""
-        genes = self.base.to_dict()
+        genes = {
+            name: list(value) if isinstance(value, list) else value
+            for name, value in self._base_genes.items()
+        }
         for dimension in self.dimensions:
             if dimension.name not in params:
                 continue
@@ -127,6 +140,11 @@ class SearchSpace:
             else:
                 genes[dimension.gene][dimension.item] = value
         return ArchSpec.from_dict(genes)
+
+    @functools.cached_property
+    def _base_genes(self) -> dict[str, Any]:
+        # Walking a whole space builds ~10^5 specs: `to_dict` once, not per spec.
+        return self.base.to_dict()
 
     def params_for(self, spec: ArchSpec) -> dict[str, Any]:
         """The parameters that make this space propose `spec` (to enqueue a known design);
@@ -151,6 +169,27 @@ class SearchSpace:
                 f"space '{self.name}' fixes {differing} to other values than the architecture's"
             )
         return params
+
+    def assignments(self, *, held: Collection[str] = ()) -> Iterator[dict[str, Any]]:
+        """Every parameter set the space can propose (the product, `when` applied), with the
+        genes in `held` at their last value: for walking a whole space when some genes do not
+        matter to the caller (search_space.parts.space_parts)."""
+
+        def walk(index: int, sampled: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            if index == len(self.dimensions):
+                yield dict(sampled)
+                return
+            dimension = self.dimensions[index]
+            if not dimension.active(sampled):
+                yield from walk(index + 1, sampled)
+                return
+            values = dimension.values()
+            for value in values[-1:] if dimension.gene in held else values:
+                sampled[dimension.name] = _encode(value)
+                yield from walk(index + 1, sampled)
+            del sampled[dimension.name]
+
+        yield from walk(0, {})
 
     def with_fixed(self, genes: Mapping[str, Any]) -> SearchSpace:
         """The same space with some genes pinned (e.g. the study's input size).
@@ -280,11 +319,7 @@ def _restricted(space: str, base: ArchSpec, dimension: Dimension) -> Dimension:
     """`dimension` without the values that are invalid on `base`."""
     if dimension.is_fixed:
         return dimension
-    if dimension.choices is not None:
-        values: tuple[Any, ...] = dimension.choices
-    else:
-        assert dimension.low is not None and dimension.high is not None
-        values = tuple(range(dimension.low, dimension.high + 1, dimension.step))
+    values = dimension.values()
     valid = tuple(v for v in values if _value_error(base, dimension, v) is None)
     if not valid:
         raise SpaceError(

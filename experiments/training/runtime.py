@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from search_space.latency import device_name
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -83,18 +85,6 @@ HOST_VARIABLE = "DFANET_HOST"
 def host_name() -> str:
     """The host this process runs on: `DFANET_HOST`, else the machine's name."""
     return os.environ.get(HOST_VARIABLE) or socket.gethostname()
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's or the CPU's model name: what a latency figure is read against."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
 
 
 def environment_facts(device: torch.device) -> dict[str, str | None]:

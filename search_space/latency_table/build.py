@@ -1,0 +1,213 @@
+"""Build a latency table on this machine: time every part of a space, then whole networks.
+
+Each part is built with its real module class, given seeded random weights, deployed as the
+network is (`search_space.deploy`: batch norms folded, channels-last, the dtype) and timed with
+`search_space.latency`'s protocol on random inputs in the deployed network's layout. Then
+seeded members of the space are timed whole at each input size, and `fit_correction` fits how
+the whole relates to the sum of its parts (the `Correction` in the file).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import numpy as np
+import optuna
+import torch
+
+from search_space.deploy import DTYPES, deploy, deployed_path
+from search_space.latency import (
+    LatencyResult,
+    Protocol,
+    device_name,
+    measure_latency,
+    pinned_threads,
+    time_calls,
+)
+from search_space.latency_table.table import (
+    CalibrationNetwork,
+    Correction,
+    Entry,
+    LatencyTable,
+    size_text,
+)
+from search_space.parts import Part, network_parts, part_calls, space_parts
+from search_space.space import SearchSpace
+from search_space.spec import ArchSpec
+from workbench.progress import ProgressLine
+
+# A part takes 0.01-50 ms: enough calls for a settled median, within a fraction of a second
+# for the small ones (the 1,551 parts of the heads space must fit in minutes).
+PART_PROTOCOL = Protocol(warmup=3, min_repeats=10, max_repeats=100, budget_s=0.5, tolerance=0.02)
+NETWORK_PROTOCOL = Protocol(warmup=3, min_repeats=10, max_repeats=100, budget_s=3.0)
+CALIBRATION_NETWORKS = 16
+CALIBRATION_SEED = 1_000_003  # apart from the seeds a benchmark draws its held-out members with
+
+
+def measure_part(
+    part: Part,
+    *,
+    device: torch.device,
+    dtype: str = "fp32",
+    batch: int = 1,
+    threads: int | None = None,
+    protocol: Protocol = PART_PROTOCOL,
+) -> LatencyResult:
+    """One part alone, deployed as in the network, on seeded random weights and inputs."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = part.module().eval().to(device)
+    network = deploy(module, dtype=dtype).network
+    inputs = part.example_inputs(batch=batch, dtype=DTYPES[dtype], device=device)
+
+    def call() -> object:
+        with torch.inference_mode():
+            return network(*inputs)
+
+    with pinned_threads(threads) as used_threads:
+        samples = time_calls(call, device, protocol)
+    return LatencyResult.from_samples(
+        samples,
+        batch=batch,
+        input_size=part.inputs[0][1:],  # type: ignore[arg-type]
+        device=str(device),
+        dtype=dtype,
+        threads=used_threads,
+        path="part",
+    )
+
+
+def draw_members(space: SearchSpace, count: int, *, seed: int) -> list[ArchSpec]:
+    """`count` distinct seeded random members of `space` (its sampler: Optuna's random one)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    drawn: list[ArchSpec] = []
+    for _ in range(count * 20):
+        spec = space.suggest(study.ask())
+        if spec not in drawn:
+            drawn.append(spec)
+        if len(drawn) == count:
+            return drawn
+    raise ValueError(f"space '{space.name}' has fewer than {count} distinct members")
+
+
+def fit_correction(networks: Sequence[CalibrationNetwork]) -> Correction:
+    """Least squares on relative errors: min sum ((a parts + b calls) / measured - 1)^2.
+
+    Relative, so that a 200 ms network does not outweigh ten 5 ms ones. With fewer than two
+    networks only the scale is fitted.
+    """
+    measured = np.array([n.measured_ms for n in networks])
+    features = np.array([[n.parts_ms, n.part_calls] for n in networks], dtype=float)
+    if len(networks) < 2:
+        scale = float(np.mean(measured / features[:, 0])) if len(networks) else 1.0
+        return Correction(scale, 0.0, tuple(networks))
+    solution, *_ = np.linalg.lstsq(features / measured[:, None], np.ones(len(networks)))
+    return Correction(float(solution[0]), float(solution[1]), tuple(networks))
+
+
+def build_table(
+    space: SearchSpace,
+    input_sizes: Sequence[tuple[int, int]],
+    *,
+    device: torch.device,
+    threads: int | None,
+    dtype: str = "fp32",
+    batch: int = 1,
+    num_classes: int = 19,
+    calibration_networks: int = CALIBRATION_NETWORKS,
+    part_protocol: Protocol = PART_PROTOCOL,
+    network_protocol: Protocol = NETWORK_PROTOCOL,
+    progress: Callable[[str], None] | None = print,
+) -> LatencyTable:
+    """Every part of `space` at each input size, timed alone, and the correction per size."""
+    parts_by_size = {
+        size: space_parts(space.with_fixed({"input_size": size}), num_classes)
+        for size in input_sizes
+    }
+    parts = sorted({part for found in parts_by_size.values() for part in found})
+    total = len(parts) + calibration_networks * len(input_sizes)
+    line = ProgressLine("latency table", total, unit="measurements", write=progress)
+    if progress is not None:
+        counts = ", ".join(f"{len(found)} at {size_text(s)}" for s, found in parts_by_size.items())
+        progress(
+            f"latency table: {len(parts)} distinct parts in space '{space.name}' ({counts}), "
+            f"then {calibration_networks} whole networks per input size"
+        )
+    entries = {}
+    for part in parts:
+        result = measure_part(
+            part, device=device, dtype=dtype, batch=batch, threads=threads, protocol=part_protocol
+        )
+        entries[part] = Entry(part, result.median_ms, result.p10_ms, result.p90_ms, result.repeats)
+        line.advance()
+    corrections = {}
+    for size in input_sizes:
+        members = draw_members(
+            space.with_fixed({"input_size": size}), calibration_networks, seed=CALIBRATION_SEED
+        )
+        networks = []
+        for spec in members:
+            measured = measure_latency(
+                spec,
+                device=device,
+                batch=batch,
+                dtype=dtype,
+                threads=threads,
+                num_classes=num_classes,
+                protocol=network_protocol,
+            )
+            spec_parts = network_parts(spec, num_classes)
+            parts_ms = sum(entries[p].median_ms * times for p, times in spec_parts.items())
+            networks.append(
+                CalibrationNetwork(
+                    spec.to_dict(), measured.median_ms, parts_ms, part_calls(spec_parts)
+                )
+            )
+            line.advance()
+        corrections[tuple(size)] = fit_correction(networks)
+    line.finish()
+    return LatencyTable(
+        device=device.type,
+        device_name=device_name(device),
+        threads=(threads or torch.get_num_threads()) if device.type == "cpu" else None,
+        dtype=dtype,
+        batch=batch,
+        path=deployed_path(channels_last=True, dtype=dtype),
+        num_classes=num_classes,
+        space=space.name,
+        input_sizes=tuple((int(h), int(w)) for h, w in input_sizes),
+        coverage=(
+            f"every part of space '{space.name}' at each input size ({len(parts)} parts, "
+            "enumerated exactly: search_space.parts.space_parts)"
+        ),
+        software=software_versions(),
+        protocol={"parts": asdict(part_protocol), "networks": asdict(network_protocol)},
+        entries=entries,
+        corrections=corrections,
+        notes=(correction_note(corrections),),
+    )
+
+
+def correction_note(corrections: dict[tuple[int, int], Correction]) -> str:
+    """What the sum of the parts missed, and what the correction made of it, in words."""
+    sentences = []
+    for size, correction in sorted(corrections.items()):
+        raw = np.abs(correction.relative_errors(corrected=False))
+        fitted = np.abs(correction.relative_errors(corrected=True))
+        sentences.append(
+            f"At {size_text(size)}, the plain sum of the parts was off by {np.mean(raw):.1%} "
+            f"on average (worst {np.max(raw):.1%}) over {len(correction.networks)} whole "
+            f"networks; whole = {correction.per_parts_ms:.3f} x sum + "
+            f"{correction.per_call_ms * 1e3:.1f} us x part calls brings that to "
+            f"{np.mean(fitted):.1%} (worst {np.max(fitted):.1%})."
+        )
+    return " ".join(sentences)
+
+
+def software_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    if torch.version.cuda:
+        versions["cuda"] = torch.version.cuda
+    return versions
