@@ -114,7 +114,7 @@ class Part:
     """One kind of module at one set of input shapes: a row of a latency table."""
 
     kind: str
-    arguments: tuple[tuple[str, Any], ...]  # the module's constructor arguments, by name
+    arguments: tuple[tuple[str, Any], ...]  # the module's constructor arguments, sorted by name
     inputs: tuple[Shape, ...]
 
     @property
@@ -147,7 +147,7 @@ def part_from_key_fields(kind: str, arguments: dict[str, Any], inputs: Iterable[
         raise ValueError(f"unknown part kind {kind!r}; the kinds are {sorted(PART_MODULES)}")
     return Part(
         kind,
-        tuple((name, _frozen(value)) for name, value in arguments.items()),
+        tuple(sorted((name, _frozen(value)) for name, value in arguments.items())),
         tuple(tuple(int(side) for side in shape) for shape in inputs),  # type: ignore[misc]
     )
 
@@ -170,7 +170,7 @@ class _Parts:
 
     def add(self, kind: str, inputs: Iterable[Shape], times: int = 1, **arguments: Any) -> None:
         if times:
-            self.counts[Part(kind, tuple(arguments.items()), tuple(inputs))] += times
+            self.counts[Part(kind, tuple(sorted(arguments.items())), tuple(inputs))] += times
 
     # Each helper below runs one part and returns its output shape.
     def conv_bn_relu(

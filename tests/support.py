@@ -184,3 +184,29 @@ def trial_running(database: Path, with_attribute: str | None = None) -> bool:
             return connection.execute(query, arguments).fetchone()[0] > 0
     except sqlite3.OperationalError:  # no file or no table yet
         return False
+
+# A search space small enough to time every part in seconds: the four heads on one narrow tower
+# (two for DFA and BiSeNet), at 64x64.
+TINY_SPACE: dict[str, Any] = {
+    "name": "tiny",
+    "base": "dfa_backbone_a",
+    "genes": {
+        "head": {"choices": ["dfa", "aspp", "icnet", "bisenet"]},
+        "towers": {"choices": [1, 2], "when": {"head": ["dfa", "bisenet"]}},
+        "widths": [{"choices": [8]}, {"choices": [16]}, {"choices": [16, 32]}],
+        "depths": [{"low": 1, "high": 2}, {"value": 1}, {"value": 1}],
+        "stem_channels": {"choices": [4]},
+        "fc_hidden": {"value": 8},
+        "decoder_low_level": {"choices": [True, False], "when": {"head": ["dfa"]}},
+        "decoder_channels": {"choices": [8], "when": {"head": ["dfa"]}},
+        "aspp_channels": {"choices": [8], "when": {"head": ["aspp"]}},
+        "aspp_rates": {"choices": [[2, 4]], "when": {"head": ["aspp"]}},
+        "icnet_scales": {"choices": [[4, 1], [2, 1]], "when": {"head": ["icnet"]}},
+        "icnet_channels": {"choices": [8], "when": {"head": ["icnet"]}},
+        "icnet_branch_channels": {"choices": [8], "when": {"head": ["icnet"]}},
+        "icnet_branch_depth": {"choices": [2], "when": {"head": ["icnet"]}},
+        "bisenet_spatial_channels": {"choices": [8], "when": {"head": ["bisenet"]}},
+        "bisenet_channels": {"choices": [8], "when": {"head": ["bisenet"]}},
+        "input_size": {"value": [64, 64]},
+    },
+}

@@ -43,6 +43,10 @@ class TrialKey:
     FVCORE_TOTAL: Final = "fvcore_total"  # fvcore's default total (BN, upsampling, pooling too)
     LATENCY_RESULT: Final = "latency"  # the whole measurement (search_space.latency)
     LATENCY_MS: Final = LATENCY  # its median, under the objective's name
+    # "measured" (timed on the trial's device) or "predicted" (from a latency table), and the
+    # device the figure is for, in words (search_space.latency_table.table.device_description)
+    LATENCY_SOURCE: Final = "latency_source"
+    LATENCY_DEVICE: Final = "latency_device"
     SEED: Final = "seed"  # the training seed
     REFERENCE: Final = "reference"  # the registered name of an enqueued paper design
     VARIANT: Final = "variant"  # the label of an ablation's variant

@@ -34,6 +34,8 @@ MAY_CHANGE = (
     "study.first_trials_per_head",
     "study.early_stopping",
     "study.latency.measure",
+    # The table's file may move: its content (`latency_table_digest`, below) defines the study.
+    "study.latency.table",
     "dataset.root",  # each host has its own copy
     "dataset.cache",
     "trainer.progress",
@@ -78,6 +80,8 @@ ADDED_LATER: dict[str, Any] = {
     # every trial measures what it measured before.
     "study.schedule.references_to_top": UNUSED,
     "study.schedule.probes": UNUSED,
+    # Latency measured on the study's device: before tables, there was no other source.
+    "study.latency.source": "measure",
     # Ablation keys that had a default in code before conf/ablate.yaml held them all: an
     # ablation was no retraining, and a variant without `arch` changed DFANet A.
     "ablation.retrain_of": None,
@@ -98,7 +102,11 @@ class StudyMismatchError(ValueError):
 
 
 def study_definition(
-    config: Mapping[str, Any], input_size: tuple[int, int], objectives: list[str], device: str
+    config: Mapping[str, Any],
+    input_size: tuple[int, int],
+    objectives: list[str],
+    device: str,
+    latency_table_digest: str | None = None,
 ) -> dict[str, Any]:
     """The settings that define a study, flattened to dotted keys (`trainer.steps`)."""
     flat = {
@@ -114,6 +122,8 @@ def study_definition(
     # CPU or CUDA: each has its own speed settings (its precision defines the study), and
     # latencies of the two are not comparable.
     flat["device_type"] = device
+    if latency_table_digest is not None:  # predicted latencies: the table's content counts
+        flat["latency_table_digest"] = latency_table_digest
     return _as_named_now(flat)
 
 

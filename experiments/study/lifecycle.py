@@ -93,6 +93,7 @@ def start_study(setup: SearchSetup) -> optuna.Study:
         setup.input_size,
         setup.settings.objective_names,
         resolve_device(setup.search.device).type,
+        setup.latency_table.digest if setup.latency_table is not None else None,
     )
     stored = study.user_attrs.get(StudyKey.DEFINITION)
     if stored is None:

@@ -17,18 +17,24 @@ from experiments.study.schedule import ScheduleConfig
 from experiments.study.tracking import TrackingSettings
 from experiments.training.trainer import TrainerConfig
 from search_space.deploy import DTYPES
+from search_space.latency_table import LatencyTable
 from search_space.space import SearchSpace, load_space
 from workbench.record import objective_directions, objective_names
 from workbench.storage import StorageSettings
 
+LATENCY_SOURCES = ("measure", "table")
+
 
 @dataclass(frozen=True)
 class LatencyMeasurement:
-    """How a trial's latency is measured (`study.latency`): on the trial's device, before
-    training, with the CHEAP protocol of `search_space.latency` (a few seconds), with the
-    worker's threads, on the deployed path by default: the figure a deployment would see."""
+    """How a trial's latency is found (`study.latency`). `source=measure`: timed on the trial's
+    device, before training, with the CHEAP protocol of `search_space.latency` (a few seconds),
+    the worker's threads, on the deployed path by default. `source=table`: predicted from a
+    latency table measured on the device the network will run on; nothing is timed."""
 
     measure: bool  # record it even when it is neither an objective nor a budget
+    source: str
+    table: str | None
     batch: int
     fast_path: bool  # BN folded, channels-last, inference mode
     dtype: str
@@ -39,6 +45,36 @@ class LatencyMeasurement:
         if self.dtype not in DTYPES:
             raise ValueError(
                 f"study.latency.dtype must be one of {list(DTYPES)}, got {self.dtype!r}"
+            )
+        if self.source not in LATENCY_SOURCES:
+            raise ValueError(
+                f"study.latency.source must be one of {list(LATENCY_SOURCES)}, got {self.source!r}"
+            )
+        if (self.source == "table") != (self.table is not None):
+            raise ValueError(
+                "study.latency.source=table needs study.latency.table=FILE (a latency table "
+                "from python -m search_space.latency_table), and a table needs source=table"
+            )
+
+    def check_table(self, table: LatencyTable) -> None:
+        """The table's batch, dtype and path are what its figures mean: a `study.latency`
+        setting that says otherwise is an error, not silently overruled."""
+        contradictions = [
+            f"study.latency.{key}={ours!r} but the table's is {theirs!r}"
+            for key, ours, theirs in (
+                ("batch", self.batch, table.batch),
+                ("dtype", self.dtype, table.dtype),
+            )
+            if ours != theirs
+        ]
+        if not self.fast_path:
+            contradictions.append(
+                f"study.latency.fast_path=false (eager) but the table times {table.path!r}"
+            )
+        if contradictions:
+            raise ValueError(
+                f"study.latency.table={self.table}: {'; '.join(contradictions)}. Set them to "
+                "the table's values, or build a table with yours."
             )
 
 
@@ -87,8 +123,14 @@ class StudySettings:
         return objective_directions(self.objective_names)
 
     @property
-    def measures_latency(self) -> bool:
+    def wants_latency(self) -> bool:
+        """Whether each trial records a latency (measured or predicted)."""
         return self.latency_objective or self.latency_budget_ms is not None or self.latency.measure
+
+    @property
+    def measures_latency(self) -> bool:
+        """Whether each trial times its network on this host's device."""
+        return self.wants_latency and self.latency.source == "measure"
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> StudySettings:

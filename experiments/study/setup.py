@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from optuna.study import StudyDirection
@@ -16,6 +17,9 @@ from experiments.study.proposers import AblationProposer, Proposer, SpacePropose
 from experiments.study.samplers import GridCells, SamplerSettings, make_sampler
 from experiments.study.schedule import Schedule
 from experiments.study.settings import SearchSettings, StudySettings
+from search_space.latency_table import LatencyTable, load_table
+from search_space.latency_table.table import size_text
+from search_space.parts import space_parts
 from search_space.registry import get_arch
 from search_space.space import SearchSpace
 from search_space.spec import gene_names
@@ -36,6 +40,7 @@ class SearchSetup:
     val_set: CityscapesDataset
     num_classes: int
     schedule: Schedule | None
+    latency_table: LatencyTable | None = None  # study.latency.source=table: read and checked
     # Set by `start_study`, for `sampler_seed`: whether this command created the study; how
     # many trials it held when this command started.
     created: bool = False
@@ -91,7 +96,47 @@ def set_up(search: SearchSettings, composed: dict[str, Any]) -> SearchSetup:
         augment_on=trainer.augment_on,
     )
     make_sampler(sampler, search.study.seed)
-    return SearchSetup(search, composed, proposer, sampler, *datasets, schedule=schedule)
+    latency_table = study_latency_table(search.study, search.space, input_size, datasets[2])
+    return SearchSetup(
+        search, composed, proposer, sampler, *datasets, schedule=schedule,
+        latency_table=latency_table,
+    )  # fmt: skip
+
+
+def study_latency_table(
+    study: StudySettings, space: SearchSpace | None, input_size: tuple[int, int], num_classes: int
+) -> LatencyTable | None:
+    """The latency table of `study.latency.source=table`, refused before any trial if it
+    cannot predict every architecture the study may propose (another input size, class count
+    or space) or if a `study.latency` setting contradicts it."""
+    settings = study.latency
+    if settings.source != "table" or not study.wants_latency:
+        return None
+    assert settings.table is not None  # LatencyMeasurement checks
+    table = load_table(Path(settings.table))
+    settings.check_table(table)
+    where = f"study.latency.table={settings.table}"
+    if tuple(input_size) not in table.input_sizes:
+        sizes = ", ".join(map(size_text, table.input_sizes))
+        raise ValueError(
+            f"{where} covers input sizes {sizes}, not the study's {size_text(input_size)}"
+        )
+    if table.num_classes != num_classes:
+        raise ValueError(
+            f"{where} was built for {table.num_classes} classes, the dataset has {num_classes}"
+        )
+    if space is not None:
+        needed = space_parts(space.with_fixed({"input_size": list(input_size)}), num_classes)
+        missing = [part for part in needed if part not in table.entries]
+        if missing:
+            raise ValueError(
+                f"{where} (space '{table.space}') lacks {len(missing)} part(s) of space "
+                f"'{space.name}' at {size_text(input_size)}, first {missing[0].key}; build one "
+                f"for it: python -m search_space.latency_table --space {space.name} "
+                f"--input {size_text(input_size)}"
+            )
+    log.info("latency predicted from %s: %s", settings.table, table.describe_device())
+    return table
 
 
 def make_schedule(study: StudySettings, steps: int, space: SearchSpace | None) -> Schedule:

@@ -30,7 +30,9 @@ from experiments.study.tracking import TrialTracker
 from experiments.training.runtime import Runtime, device_name, environment_facts, host_name
 from experiments.training.trainer import Trainer, TrainerConfig, TrainResult
 from search_space.cost import count_madds, fvcore_default_total
-from search_space.latency import CHEAP, LatencyResult, measure_latency
+from search_space.latency import CHEAP, measure_latency, predict_latency
+from search_space.latency_table import LatencyTable
+from search_space.latency_table.table import device_description
 from search_space.model import build
 from search_space.spec import ArchSpec
 from workbench.record import GMADDS, MIOU, Constraint, TrialKey
@@ -54,6 +56,7 @@ class TrialContext:
     dataset: DatasetSettings  # recorded in each trial's checkpoint
     schedule: Schedule | None  # the multi-fidelity schedule, when the study has one
     device_sharers: int = 1  # the host's workers training on the same device
+    latency_table: LatencyTable | None = None  # study.latency.source=table: predicted, not timed
 
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
@@ -124,7 +127,10 @@ _NOT_REUSED = (
 )  # fmt: skip
 # Measured once per architecture: a promotion keeps its parent's figures (latency varies from
 # one measurement to the next, and a lineage's objectives must not; fvcore's trace is slow).
-_INHERITED = (TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS, TrialKey.FVCORE_TOTAL)
+_INHERITED = (
+    TrialKey.LATENCY_RESULT, TrialKey.LATENCY_MS, TrialKey.LATENCY_SOURCE, TrialKey.LATENCY_DEVICE,
+    TrialKey.FVCORE_TOTAL,
+)  # fmt: skip
 
 
 def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
@@ -154,10 +160,8 @@ def _run_trial(trial: optuna.Trial, context: TrialContext) -> tuple[float, ...]:
     costs = {TrialKey.GMADDS: cost.gmadds}
     if parent is not None:
         attrs.update({k: parent.user_attrs[k] for k in _INHERITED if k in parent.user_attrs})
-    elif settings.measures_latency:
-        latency = _measure_latency(spec, settings.latency, context)
-        attrs[TrialKey.LATENCY_RESULT] = latency.to_dict()
-        attrs[TrialKey.LATENCY_MS] = latency.median_ms
+    elif settings.wants_latency:
+        attrs.update(_latency(spec, settings.latency, context))
     if TrialKey.LATENCY_MS in attrs:
         costs[TrialKey.LATENCY_MS] = attrs[TrialKey.LATENCY_MS]
     for key, value in attrs.items():
@@ -284,12 +288,20 @@ def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> tuple[float, ...]:
     return tuple(twin.values)
 
 
-def _measure_latency(
-    spec: ArchSpec, how: LatencyMeasurement, context: TrialContext
-) -> LatencyResult:
+def _latency(spec: ArchSpec, how: LatencyMeasurement, context: TrialContext) -> dict[str, Any]:
+    """The trial's latency attributes: predicted from the study's table, or measured here."""
+    table = context.latency_table
+    if table is not None:
+        predicted = predict_latency(spec, table, table_file=how.table or "the table")
+        return {
+            TrialKey.LATENCY_RESULT: predicted.to_dict(),
+            TrialKey.LATENCY_MS: predicted.median_ms,
+            TrialKey.LATENCY_SOURCE: "predicted",
+            TrialKey.LATENCY_DEVICE: predicted.device,
+        }
     # Random weights: they do not change the time. measure_latency leaves the RNG alone, so
     # the trial's training seed means the same with or without latency.
-    return measure_latency(
+    measured = measure_latency(
         spec,
         device=context.runtime.device,
         batch=how.batch,
@@ -298,6 +310,19 @@ def _measure_latency(
         num_classes=context.num_classes,
         protocol=CHEAP,
     )
+    return {
+        TrialKey.LATENCY_RESULT: measured.to_dict(),
+        TrialKey.LATENCY_MS: measured.median_ms,
+        TrialKey.LATENCY_SOURCE: "measured",
+        TrialKey.LATENCY_DEVICE: device_description(
+            device_name(context.runtime.device),
+            device=context.runtime.device.type,
+            threads=measured.threads if context.runtime.device.type == "cpu" else None,
+            dtype=measured.dtype,
+            path=measured.path,
+            batch=measured.batch,
+        ),
+    }
 
 
 def _breaks_a_budget(trial: optuna.Trial, settings: StudySettings, costs: dict[str, float]) -> bool:

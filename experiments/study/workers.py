@@ -76,6 +76,7 @@ def run_worker(
         dataset=search.dataset,
         schedule=setup.schedule,
         device_sharers=placement.sharers,
+        latency_table=setup.latency_table,
     )
     host, name = host_name(), device_name(device)
     memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0

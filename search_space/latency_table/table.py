@@ -148,11 +148,15 @@ class LatencyTable:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def describe_device(self) -> str:
-        """`AMD EPYC (cpu, 2 threads, fp32, folded+channels_last, batch 1)`: what a figure from
-        this table is a figure of."""
-        threads = [] if self.threads is None else [f"{self.threads} thread(s)"]
-        details = ", ".join([self.device, *threads, self.dtype, self.path, f"batch {self.batch}"])
-        return f"{self.device_name} ({details})"
+        """What a figure from this table is a figure of (`device_description`)."""
+        return device_description(
+            self.device_name,
+            device=self.device,
+            threads=self.threads,
+            dtype=self.dtype,
+            path=self.path,
+            batch=self.batch,
+        )
 
     def save(self, path: Path) -> None:
         """Written whole or not at all; one part per line."""
@@ -162,6 +166,16 @@ class LatencyTable:
         rows = ",\n".join("  " + json.dumps(row, sort_keys=True) for row in parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, f'{head},\n "parts": [\n{rows}\n ]\n}}\n')
+
+
+def device_description(
+    name: str, *, device: str, threads: int | None, dtype: str, path: str, batch: int
+) -> str:
+    """`AMD EPYC (cpu, 2 thread(s), fp32, folded+channels_last, batch 1)`: the device and how a
+    latency was taken there, for a table's figures and a trial's measured ones alike."""
+    threads_text = [] if threads is None else [f"{threads} thread(s)"]
+    details = ", ".join([device, *threads_text, dtype, path, f"batch {batch}"])
+    return f"{name} ({details})"
 
 
 def size_text(size: tuple[int, int]) -> str:
