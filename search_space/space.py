@@ -132,6 +132,9 @@ class SearchSpace:
             for name, value in self._base_genes.items()
         }
         for dimension in self.dimensions:
+            if dimension.is_fixed and dimension.active(params):
+                # A fixed value is never an Optuna parameter, so stored trials do not hold it.
+                params = {**params, dimension.name: dimension.value}
             if dimension.name not in params:
                 continue
             value = _decode(params[dimension.name])
@@ -185,7 +188,7 @@ class SearchSpace:
                 return
             values = dimension.values()
             for value in values[-1:] if dimension.gene in held else values:
-                sampled[dimension.name] = _encode(value)
+                sampled[dimension.name] = value
                 yield from walk(index + 1, sampled)
             del sampled[dimension.name]
 
