@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from search_space.deploy import DTYPES, DeployedModel, deploy
 from search_space.latency_table.table import LatencyTable, size_text
 from search_space.model import DEFAULT_NUM_CLASSES, build
-from search_space.parts import network_parts, part_calls
+from search_space.parts import network_parts
 from search_space.spec import ArchSpec
 
 
@@ -288,6 +288,7 @@ class PredictedLatency:
     median_ms: float  # the corrected sum: the prediction
     parts_ms: float  # the plain sum of the parts' times
     part_calls: int
+    weight_mb: float  # the weights the parts read (the correction's third term)
     input_size: tuple[int, int]
     table_digest: str
     device: str  # the table's `describe_device()`
@@ -320,12 +321,12 @@ def predict_latency(
             f"{table_file} holds no time for {len(missing)} part(s) of this architecture, "
             f"first {missing[0].key}; {_extend_hint(table, size)}"
         )
-    parts_ms = sum(table.entries[part].median_ms * times for part, times in parts.items())
-    calls = part_calls(parts)
+    sums = table.sums(parts)
     return PredictedLatency(
-        median_ms=correction.apply(parts_ms, calls),
-        parts_ms=parts_ms,
-        part_calls=calls,
+        median_ms=correction.apply(sums),
+        parts_ms=sums.parts_ms,
+        part_calls=sums.part_calls,
+        weight_mb=sums.weight_mb,
         input_size=size,
         table_digest=table.digest,
         device=table.describe_device(),

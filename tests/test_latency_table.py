@@ -27,7 +27,7 @@ def tiny_table() -> LatencyTable:
         [(64, 64)],
         device=torch.device("cpu"),
         threads=1,
-        calibration_networks=3,
+        calibration_networks=5,
         part_protocol=QUICK,
         network_protocol=QUICK,
         progress=None,
@@ -59,7 +59,7 @@ def test_a_table_is_written_and_read_back_whole(tiny_table: LatencyTable, tmp_pa
     # One part per line: two tables diff row by row.
     lines = path.read_text().splitlines()
     assert sum('"key": ' in line for line in lines) == len(tiny_table.entries)
-    assert len(tiny_table.corrections[(64, 64)].networks) == 3
+    assert len(tiny_table.corrections[(64, 64)].networks) == 5
     assert "plain sum of the parts" in tiny_table.notes[0]
 
 
@@ -68,11 +68,18 @@ def test_the_prediction_is_the_corrected_sum_of_the_entries(tiny_table: LatencyT
     correction = tiny_table.corrections[(64, 64)]
     for spec in draw_members(space, 4, seed=7):
         parts = network_parts(spec)
-        parts_ms = sum(tiny_table.entries[p].median_ms * n for p, n in parts.items())
+        entries = [(tiny_table.entries[p], n) for p, n in parts.items()]
+        parts_ms = sum(entry.median_ms * n for entry, n in entries)
+        weight_mb = sum(entry.weights * n for entry, n in entries) * 4 / 1e6  # fp32
         predicted = predict_latency(spec, tiny_table)
         assert predicted.parts_ms == pytest.approx(parts_ms)
         assert predicted.part_calls == part_calls(parts)
-        expected = correction.per_parts_ms * parts_ms + correction.per_call_ms * part_calls(parts)
+        assert predicted.weight_mb == pytest.approx(weight_mb)
+        expected = (
+            correction.scale * parts_ms
+            + correction.per_call_ms * part_calls(parts)
+            + correction.per_weight_mb_ms * weight_mb
+        )
         assert predicted.median_ms == pytest.approx(expected)
         assert predicted.table_digest == tiny_table.digest
 
@@ -111,9 +118,9 @@ def test_the_command_builds_a_table(tmp_path: Path) -> None:
     out = tmp_path / "tiny-table.json"
     arguments = ["--space", str(space_file), "--input", "64x64", "--threads", "1"]
     result = run_main(table_main, [*arguments, "--calibration", "2", "--out", str(out)])
-    assert result.code == 0, result.err
-    assert f"wrote {out}: 84 parts of space 'tiny' at 64x64" in result.out
-    assert "latency table: 84 distinct parts" in result.out
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}: 84 parts of space 'tiny' at 64x64" in result.stdout
+    assert "latency table: 84 distinct parts" in result.stdout
     assert load_table(out).threads == 1
     refused = run_main(table_main, ["--space", "nowhere", "--out", str(out)])
-    assert refused.code == 2 and "--space 'nowhere': expected one of" in refused.err
+    assert refused.returncode == 2 and "--space 'nowhere': expected one of" in refused.stderr

@@ -10,16 +10,17 @@ the whole relates to the sum of its parts (the `Correction` in the file).
 from __future__ import annotations
 
 import platform
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import numpy as np
 import optuna
+import scipy.optimize
 import torch
 
 from search_space.deploy import DTYPES, deploy, deployed_path
 from search_space.latency import (
-    LatencyResult,
     Protocol,
     device_name,
     measure_latency,
@@ -27,13 +28,15 @@ from search_space.latency import (
     time_calls,
 )
 from search_space.latency_table.table import (
+    BYTES_PER_WEIGHT,
     CalibrationNetwork,
     Correction,
     Entry,
     LatencyTable,
+    PartsSum,
     size_text,
 )
-from search_space.parts import Part, network_parts, part_calls, space_parts
+from search_space.parts import Part, network_parts, space_parts
 from search_space.space import SearchSpace
 from search_space.spec import ArchSpec
 from workbench.progress import ProgressLine
@@ -54,7 +57,7 @@ def measure_part(
     batch: int = 1,
     threads: int | None = None,
     protocol: Protocol = PART_PROTOCOL,
-) -> LatencyResult:
+) -> Entry:
     """One part alone, deployed as in the network, on seeded random weights and inputs."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -66,16 +69,16 @@ def measure_part(
         with torch.inference_mode():
             return network(*inputs)
 
-    with pinned_threads(threads) as used_threads:
+    with pinned_threads(threads):
         samples = time_calls(call, device, protocol)
-    return LatencyResult.from_samples(
-        samples,
-        batch=batch,
-        input_size=part.inputs[0][1:],  # type: ignore[arg-type]
-        device=str(device),
-        dtype=dtype,
-        threads=used_threads,
-        path="part",
+    deciles = statistics.quantiles(samples, n=10, method="inclusive")
+    return Entry(
+        part,
+        median_ms=statistics.median(samples),
+        p10_ms=deciles[0],
+        p90_ms=deciles[-1],
+        repeats=len(samples),
+        weights=sum(parameter.numel() for parameter in network.parameters()),
     )
 
 
@@ -93,18 +96,23 @@ def draw_members(space: SearchSpace, count: int, *, seed: int) -> list[ArchSpec]
 
 
 def fit_correction(networks: Sequence[CalibrationNetwork]) -> Correction:
-    """Least squares on relative errors: min sum ((a parts + b calls) / measured - 1)^2.
+    """Non-negative least squares on relative errors: min sum (prediction / measured - 1)^2
+    over the correction's three terms (`Correction`).
 
-    Relative, so that a 200 ms network does not outweigh ten 5 ms ones. With fewer than two
-    networks only the scale is fitted.
+    Relative, so that a 200 ms network does not outweigh ten 5 ms ones; non-negative, because
+    neither a part, a call nor a weight makes a network faster. With fewer than four networks
+    (fewer than the terms, plus one) only the scale is fitted.
     """
+    if not networks:
+        raise ValueError("the correction needs at least one whole network measured")
     measured = np.array([n.measured_ms for n in networks])
-    features = np.array([[n.parts_ms, n.part_calls] for n in networks], dtype=float)
-    if len(networks) < 2:
-        scale = float(np.mean(measured / features[:, 0])) if len(networks) else 1.0
-        return Correction(scale, 0.0, tuple(networks))
-    solution, *_ = np.linalg.lstsq(features / measured[:, None], np.ones(len(networks)))
-    return Correction(float(solution[0]), float(solution[1]), tuple(networks))
+    features = np.array([n.sums.features() for n in networks])
+    if len(networks) < 4:
+        scale = float(np.mean(measured / features[:, 0]))
+        return Correction(scale, 0.0, 0.0, tuple(networks))
+    solution, _ = scipy.optimize.nnls(features / measured[:, None], np.ones(len(networks)))
+    scale, per_call, per_weight = (float(value) for value in solution)
+    return Correction(scale, per_call, per_weight, tuple(networks))
 
 
 def build_table(
@@ -137,10 +145,9 @@ def build_table(
         )
     entries = {}
     for part in parts:
-        result = measure_part(
+        entries[part] = measure_part(
             part, device=device, dtype=dtype, batch=batch, threads=threads, protocol=part_protocol
         )
-        entries[part] = Entry(part, result.median_ms, result.p10_ms, result.p90_ms, result.repeats)
         line.advance()
     corrections = {}
     for size in input_sizes:
@@ -158,13 +165,10 @@ def build_table(
                 num_classes=num_classes,
                 protocol=network_protocol,
             )
-            spec_parts = network_parts(spec, num_classes)
-            parts_ms = sum(entries[p].median_ms * times for p, times in spec_parts.items())
-            networks.append(
-                CalibrationNetwork(
-                    spec.to_dict(), measured.median_ms, parts_ms, part_calls(spec_parts)
-                )
+            sums = PartsSum.of(
+                network_parts(spec, num_classes), entries, bytes_per_weight=BYTES_PER_WEIGHT[dtype]
             )
+            networks.append(CalibrationNetwork(spec.to_dict(), measured.median_ms, sums))
             line.advance()
         corrections[tuple(size)] = fit_correction(networks)
     line.finish()
@@ -199,8 +203,9 @@ def correction_note(corrections: dict[tuple[int, int], Correction]) -> str:
         sentences.append(
             f"At {size_text(size)}, the plain sum of the parts was off by {np.mean(raw):.1%} "
             f"on average (worst {np.max(raw):.1%}) over {len(correction.networks)} whole "
-            f"networks; whole = {correction.per_parts_ms:.3f} x sum + "
-            f"{correction.per_call_ms * 1e3:.1f} us x part calls brings that to "
+            f"networks; whole = {correction.scale:.3f} x sum + "
+            f"{correction.per_call_ms * 1e3:.1f} us x part calls + "
+            f"{correction.per_weight_mb_ms:.3f} ms x MB of weights brings that to "
             f"{np.mean(fitted):.1%} (worst {np.max(fitted):.1%})."
         )
     return " ".join(sentences)

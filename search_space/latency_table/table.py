@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from search_space.parts import Part, part_from_key_fields
 from workbench.files import write_text
 
 FORMAT = "dfanet-workbench latency table, version 1"
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 
 class TableError(ValueError):
@@ -29,13 +31,14 @@ class TableError(ValueError):
 
 @dataclass(frozen=True)
 class Entry:
-    """One part's measured time (milliseconds per call, the table's batch)."""
+    """One part's measured time (milliseconds per call, the table's batch) and its weights."""
 
     part: Part
     median_ms: float
     p10_ms: float
     p90_ms: float
     repeats: int
+    weights: int  # parameters of the deployed part (batch norms folded): bytes it must read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,39 @@ class Entry:
             "p10_ms": round(self.p10_ms, 6),
             "p90_ms": round(self.p90_ms, 6),
             "repeats": self.repeats,
+            "weights": self.weights,
+        }
+
+
+@dataclass(frozen=True)
+class PartsSum:
+    """A network's parts added up from a table: what the correction maps to the whole."""
+
+    parts_ms: float  # the sum of its parts' times, each as often as it runs
+    part_calls: int
+    weight_mb: float  # the weights its parts read per forward pass, in MB of the table's dtype
+
+    @classmethod
+    def of(
+        cls, parts: Counter[Part], entries: Mapping[Part, Entry], *, bytes_per_weight: int
+    ) -> PartsSum:
+        """`parts` (search_space.parts.network_parts) from `entries`; every part must be there."""
+        return cls(
+            parts_ms=sum(entries[part].median_ms * times for part, times in parts.items()),
+            part_calls=sum(parts.values()),
+            weight_mb=sum(entries[part].weights * times for part, times in parts.items())
+            * bytes_per_weight
+            / 1e6,
+        )
+
+    def features(self) -> tuple[float, float, float]:
+        return (self.parts_ms, float(self.part_calls), self.weight_mb)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parts_ms": round(self.parts_ms, 6),
+            "part_calls": self.part_calls,
+            "weight_mb": round(self.weight_mb, 6),
         }
 
 
@@ -56,46 +92,46 @@ class CalibrationNetwork:
 
     genes: dict[str, Any]
     measured_ms: float
-    parts_ms: float  # the sum of its parts' table times
-    part_calls: int
+    sums: PartsSum
 
 
 @dataclass(frozen=True)
 class Correction:
-    """whole ≈ `per_parts_ms` x (sum of the parts) + `per_call_ms` x (part calls).
+    """whole ≈ `scale` x (sum of the parts) + `per_call_ms` x (part calls)
+    + `per_weight_mb_ms` x (MB of weights the parts read).
 
-    Timed alone, a part runs with its weights and inputs hot in cache, again and again; inside
-    the network each part finds the cache holding the previous part's data, and on a GPU each
-    call also waits for its launch. The first term scales what the parts measure; the second is
-    a cost per call the parts alone never show. Fitted by least squares on relative errors over
-    `networks`, seeded members of the space measured whole on the same device.
+    Timed alone and again and again, a part runs with its weights hot in cache. Inside the
+    network each part finds the cache holding other parts' data and reads its weights from
+    further away: on a 2-core EPYC that was most of the gap (parts alone summed to 77-100% of
+    the whole; the term in weights brought the error on held-out networks from 9% to 5%). On a
+    GPU each call also waits for its launch: the term in calls. The coefficients are fitted,
+    none negative, by least squares on relative errors over `networks`, seeded members of the
+    space measured whole on the same device.
     """
 
-    per_parts_ms: float
+    scale: float
     per_call_ms: float
+    per_weight_mb_ms: float
     networks: tuple[CalibrationNetwork, ...]
 
-    def apply(self, parts_ms: float, calls: int) -> float:
-        return self.per_parts_ms * parts_ms + self.per_call_ms * calls
+    def apply(self, sums: PartsSum) -> float:
+        parts_ms, calls, weight_mb = sums.features()
+        return self.scale * parts_ms + self.per_call_ms * calls + self.per_weight_mb_ms * weight_mb
 
     def relative_errors(self, *, corrected: bool) -> list[float]:
         """(predicted - measured) / measured over the calibration networks."""
         return [
-            (self.apply(n.parts_ms, n.part_calls) if corrected else n.parts_ms) / n.measured_ms - 1
+            (self.apply(n.sums) if corrected else n.sums.parts_ms) / n.measured_ms - 1
             for n in self.networks
         ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "per_parts_ms": self.per_parts_ms,
+            "scale": self.scale,
             "per_call_ms": self.per_call_ms,
+            "per_weight_mb_ms": self.per_weight_mb_ms,
             "networks": [
-                {
-                    "genes": n.genes,
-                    "measured_ms": round(n.measured_ms, 6),
-                    "parts_ms": round(n.parts_ms, 6),
-                    "part_calls": n.part_calls,
-                }
+                {"genes": n.genes, "measured_ms": round(n.measured_ms, 6), **n.sums.to_dict()}
                 for n in self.networks
             ],
         }
@@ -146,6 +182,10 @@ class LatencyTable:
     def digest(self) -> str:
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def sums(self, parts: Counter[Part]) -> PartsSum:
+        """A network's parts added up from this table (each part must be in it)."""
+        return PartsSum.of(parts, self.entries, bytes_per_weight=BYTES_PER_WEIGHT[self.dtype])
 
     def describe_device(self) -> str:
         """What a figure from this table is a figure of (`device_description`)."""
@@ -212,6 +252,7 @@ def load_table(path: Path) -> LatencyTable:
             p10_ms=row_reader.number("p10_ms"),
             p90_ms=row_reader.number("p90_ms"),
             repeats=int(row_reader.number("repeats")),
+            weights=int(row_reader.number("weights")),
         )
     corrections = {
         _size(path, text): _correction(path, text, value)
@@ -279,13 +320,17 @@ def _correction(path: Path, size: str, value: Any) -> Correction:
             CalibrationNetwork(
                 genes=row_reader.field("genes", dict),
                 measured_ms=row_reader.number("measured_ms"),
-                parts_ms=row_reader.number("parts_ms"),
-                part_calls=int(row_reader.number("part_calls")),
+                sums=PartsSum(
+                    parts_ms=row_reader.number("parts_ms"),
+                    part_calls=int(row_reader.number("part_calls")),
+                    weight_mb=row_reader.number("weight_mb"),
+                ),
             )
         )
     return Correction(
-        per_parts_ms=float(reader.field("per_parts_ms", int | float)),
-        per_call_ms=float(reader.field("per_call_ms", int | float)),
+        scale=reader.number("scale"),
+        per_call_ms=reader.number("per_call_ms"),
+        per_weight_mb_ms=reader.number("per_weight_mb_ms"),
         networks=tuple(networks),
     )
 
