@@ -292,6 +292,9 @@ class PredictedLatency:
     input_size: tuple[int, int]
     table_digest: str
     device: str  # the table's `describe_device()`
+    # The table's error on held-out networks at this input size (None: not measured)
+    table_rmspe: float | None
+    table_within_10: float | None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, beside a measured `LatencyResult.to_dict()` in a trial."""
@@ -322,6 +325,7 @@ def predict_latency(
             f"first {missing[0].key}; {_extend_hint(table, size)}"
         )
     sums = table.sums(parts)
+    validation = table.validation.get(size)
     return PredictedLatency(
         median_ms=correction.apply(sums),
         parts_ms=sums.parts_ms,
@@ -330,6 +334,8 @@ def predict_latency(
         input_size=size,
         table_digest=table.digest,
         device=table.describe_device(),
+        table_rmspe=validation.rmspe if validation else None,
+        table_within_10=validation.within_10 if validation else None,
     )
 
 

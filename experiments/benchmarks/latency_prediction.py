@@ -28,7 +28,12 @@ from search_space.cost import count_madds
 from search_space.deploy import retain_freed_memory
 from search_space.latency import measure_latency, predict_latency
 from search_space.latency_table.__main__ import read_space
-from search_space.latency_table.build import NETWORK_PROTOCOL, build_table, draw_members
+from search_space.latency_table.build import (
+    CALIBRATION_SEED,
+    NETWORK_PROTOCOL,
+    build_table,
+    table_members,
+)
 from search_space.latency_table.table import LatencyTable, load_table, size_text
 from search_space.space import SearchSpace
 from search_space.spec import ArchSpec
@@ -74,15 +79,17 @@ class Agreement:
         )
 
 
-def held_out(space: SearchSpace, table: LatencyTable, size: tuple[int, int], count: int) -> list:
-    """`count` seeded members at `size` that the table's correction was not fitted on."""
-    calibration = {
-        ArchSpec.from_dict(n.genes) for n in table.corrections[tuple(size)].networks
-    }  # fmt: skip
-    members = draw_members(
-        space.with_fixed({"input_size": size}), count + len(calibration), seed=HELD_OUT_SEED
+def held_out(
+    space: SearchSpace, table: LatencyTable, size: tuple[int, int], count: int
+) -> list[ArchSpec]:
+    """`count` seeded members at `size` that the table never measured whole."""
+    validation = table.validation.get(tuple(size))
+    measured = len(table.corrections[tuple(size)].networks) + (
+        validation.networks if validation else 0
     )
-    return [spec for spec in members if spec not in calibration][:count]
+    seen = set(table_members(space, size, measured, seed=CALIBRATION_SEED))
+    members = table_members(space, size, count + len(seen), seed=HELD_OUT_SEED)
+    return [spec for spec in members if spec not in seen][:count]
 
 
 def compare(

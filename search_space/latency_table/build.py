@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -34,6 +34,7 @@ from search_space.latency_table.table import (
     Entry,
     LatencyTable,
     PartsSum,
+    Validation,
     size_text,
 )
 from search_space.parts import Part, network_parts, space_parts
@@ -46,6 +47,7 @@ from workbench.progress import ProgressLine
 PART_PROTOCOL = Protocol(warmup=3, min_repeats=10, max_repeats=100, budget_s=0.5, tolerance=0.02)
 NETWORK_PROTOCOL = Protocol(warmup=3, min_repeats=10, max_repeats=100, budget_s=3.0)
 CALIBRATION_NETWORKS = 16
+VALIDATION_NETWORKS = 8  # measured after the fit, to state the table's own error
 CALIBRATION_SEED = 1_000_003  # apart from the seeds a benchmark draws its held-out members with
 
 
@@ -125,6 +127,7 @@ def build_table(
     batch: int = 1,
     num_classes: int = 19,
     calibration_networks: int = CALIBRATION_NETWORKS,
+    validation_networks: int = VALIDATION_NETWORKS,
     part_protocol: Protocol = PART_PROTOCOL,
     network_protocol: Protocol = NETWORK_PROTOCOL,
     progress: Callable[[str], None] | None = print,
@@ -135,13 +138,14 @@ def build_table(
         for size in input_sizes
     }
     parts = sorted({part for found in parts_by_size.values() for part in found})
-    total = len(parts) + calibration_networks * len(input_sizes)
+    total = len(parts) + (calibration_networks + validation_networks) * len(input_sizes)
     line = ProgressLine("latency table", total, unit="measurements", write=progress)
     if progress is not None:
         counts = ", ".join(f"{len(found)} at {size_text(s)}" for s, found in parts_by_size.items())
         progress(
             f"latency table: {len(parts)} distinct parts in space '{space.name}' ({counts}), "
-            f"then {calibration_networks} whole networks per input size"
+            f"then {calibration_networks} + {validation_networks} whole networks per input size "
+            "(fit, then validation)"
         )
     entries = {}
     for part in parts:
@@ -149,10 +153,10 @@ def build_table(
             part, device=device, dtype=dtype, batch=batch, threads=threads, protocol=part_protocol
         )
         line.advance()
-    corrections = {}
+    corrections, validation = {}, {}
     for size in input_sizes:
-        members = draw_members(
-            space.with_fixed({"input_size": size}), calibration_networks, seed=CALIBRATION_SEED
+        members = table_members(
+            space, size, calibration_networks + validation_networks, seed=CALIBRATION_SEED
         )
         networks = []
         for spec in members:
@@ -170,7 +174,10 @@ def build_table(
             )
             networks.append(CalibrationNetwork(spec.to_dict(), measured.median_ms, sums))
             line.advance()
-        corrections[tuple(size)] = fit_correction(networks)
+        size = (int(size[0]), int(size[1]))
+        corrections[size] = fit_correction(networks[:calibration_networks])
+        if validation_networks:
+            validation[size] = validate(corrections[size], networks[calibration_networks:])
     line.finish()
     return LatencyTable(
         device=device.type,
@@ -190,11 +197,31 @@ def build_table(
         protocol={"parts": asdict(part_protocol), "networks": asdict(network_protocol)},
         entries=entries,
         corrections=corrections,
-        notes=(correction_note(corrections),),
+        notes=(
+            correction_note(corrections),
+            *(f"Held out at {size_text(s)}: {v.describe()}." for s, v in validation.items()),
+        ),
+        validation=validation,
     )
 
 
-def correction_note(corrections: dict[tuple[int, int], Correction]) -> str:
+def table_members(
+    space: SearchSpace, size: tuple[int, int], count: int, *, seed: int
+) -> list[ArchSpec]:
+    """The whole networks a table measures at `size`: calibration first, validation after."""
+    return draw_members(space.with_fixed({"input_size": list(size)}), count, seed=seed)
+
+
+def validate(correction: Correction, networks: Sequence[CalibrationNetwork]) -> Validation:
+    errors = np.array([correction.apply(n.sums) / n.measured_ms - 1 for n in networks])
+    return Validation(
+        networks=len(networks),
+        rmspe=float(np.sqrt(np.mean(errors**2))),
+        within_10=float(np.mean(np.abs(errors) <= 0.10)),
+    )
+
+
+def correction_note(corrections: Mapping[tuple[int, int], Correction]) -> str:
     """What the sum of the parts missed, and what the correction made of it, in words."""
     sentences = []
     for size, correction in sorted(corrections.items()):

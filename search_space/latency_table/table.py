@@ -138,6 +138,25 @@ class Correction:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """The corrected prediction against whole networks it was not fitted on (seeded members
+    drawn apart from the calibration networks): the error the table states for itself."""
+
+    networks: int
+    rmspe: float  # root mean square of (predicted - measured) / measured
+    within_10: float  # the share of networks predicted within ±10%
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"networks": self.networks, "rmspe": self.rmspe, "within_10": self.within_10}
+
+    def describe(self) -> str:
+        return (
+            f"RMSPE {self.rmspe:.1%}, {self.within_10:.0%} within ±10% over {self.networks} "
+            "held-out networks"
+        )
+
+
+@dataclass(frozen=True)
 class LatencyTable:
     device: str  # "cpu", "cuda", or the name a vendor tool's device was given on import
     device_name: str  # the CPU's or GPU's model, or the vendor device's name
@@ -154,6 +173,8 @@ class LatencyTable:
     entries: Mapping[Part, Entry]
     corrections: Mapping[tuple[int, int], Correction]
     notes: tuple[str, ...] = field(default=())  # what was done where parts did not add up
+    # Per input size; absent where no held-out network was measured (an import without them).
+    validation: Mapping[tuple[int, int], Validation] = field(default_factory=dict)
 
     def content(self) -> dict[str, Any]:
         return {
@@ -174,6 +195,10 @@ class LatencyTable:
             "corrections": {
                 size_text(size): correction.to_dict()
                 for size, correction in sorted(self.corrections.items())
+            },
+            "validation": {
+                size_text(size): result.to_dict()
+                for size, result in sorted(self.validation.items())
             },
             "parts": [entry.to_dict() for _, entry in sorted(self.entries.items())],
         }
@@ -275,6 +300,10 @@ def load_table(path: Path) -> LatencyTable:
         entries=entries,
         corrections=corrections,
         notes=tuple(reader.field("notes", list)),
+        validation={
+            _size(path, text): _validation(path, text, value)
+            for text, value in reader.field("validation", dict).items()
+        },
     )
 
 
@@ -332,6 +361,15 @@ def _correction(path: Path, size: str, value: Any) -> Correction:
         per_call_ms=reader.number("per_call_ms"),
         per_weight_mb_ms=reader.number("per_weight_mb_ms"),
         networks=tuple(networks),
+    )
+
+
+def _validation(path: Path, size: str, value: Any) -> Validation:
+    reader = _Reader(path, value, f"validation.{size}.")
+    return Validation(
+        networks=int(reader.number("networks")),
+        rmspe=reader.number("rmspe"),
+        within_10=reader.number("within_10"),
     )
 
 
