@@ -93,7 +93,7 @@ def missing_packages() -> tuple[str, ...]:
 def runs_on(device: str | torch.device) -> bool:
     """Whether onnxruntime has a provider for `device` here (CUDA needs onnxruntime-gpu)."""
     provider = _PROVIDERS.get(torch.device(device).type)
-    return provider in _require("onnxruntime").get_available_providers()
+    return provider in require_package("onnxruntime").get_available_providers()
 
 
 def export_onnx(model: nn.Module, input_size: tuple[int, int], path: Path) -> OnnxCheck:
@@ -107,7 +107,7 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int], path: Path) -> On
     is kept and reported (`OnnxCheck.passed`), not raised: the caller decides.
     """
     for package in ONNX_PACKAGES:
-        _require(package)
+        require_package(package)
     import onnx
 
     path = Path(path)
@@ -159,7 +159,7 @@ def onnxruntime_session(
 ) -> InferenceSession:
     """An onnxruntime session of the file at `path` on `device`, with `threads` intra-op
     threads (None: torch's current count, so that both run on the same cores)."""
-    ort = _require("onnxruntime")
+    ort = require_package("onnxruntime")
     path, device = Path(path), torch.device(device)
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX file at {path}; write one with export_onnx")
@@ -169,7 +169,7 @@ def onnxruntime_session(
             f"{ort.get_available_providers()}); CUDA needs onnxruntime-gpu"
         )
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _intra_op_threads(threads)
+    options.intra_op_num_threads = intra_op_threads(threads)
     if device.type == "cpu":
         providers: list[str | tuple[str, dict[str, int]]] = [_PROVIDERS["cpu"]]
     else:
@@ -187,7 +187,7 @@ def measure_onnx(
 ) -> LatencyResult:
     """Latency of the ONNX file at `path` in onnxruntime, at the batch and size it was exported
     with, on a random image already on `device` (as `measure_module` times a model)."""
-    ort = _require("onnxruntime")
+    ort = require_package("onnxruntime")
     device = torch.device(device)
     session = onnxruntime_session(path, threads, device)
     shape = session.get_inputs()[0].shape  # static: [batch, 3, height, width]
@@ -208,12 +208,12 @@ def measure_onnx(
         input_size=(height, width),
         device=str(device),
         dtype="fp32",
-        threads=_intra_op_threads(threads),
+        threads=intra_op_threads(threads),
         path="onnxruntime",
     )
 
 
-def _require(package: str) -> ModuleType:
+def require_package(package: str) -> ModuleType:
     try:
         return importlib.import_module(package)
     except ImportError as error:
@@ -223,7 +223,7 @@ def _require(package: str) -> ModuleType:
         ) from error
 
 
-def _intra_op_threads(threads: int | None) -> int:
+def intra_op_threads(threads: int | None) -> int:
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     return torch.get_num_threads() if threads is None else threads

@@ -15,7 +15,9 @@ at least 0.9 (or within 0.05 of the re-measure tau) and above MAdds' tau.
 
 from __future__ import annotations
 
+import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +104,7 @@ def compare(
         predicted = predict_latency(spec, table, table_file=table_file)
         rows.append(
             {
-                "genes": spec.to_dict(),
+                "genes": json.dumps(spec.to_dict()),
                 "head": spec.head,
                 "predicted_ms": predicted.median_ms,
                 "parts_ms": predicted.parts_ms,
@@ -153,6 +155,7 @@ def plot(frames: dict[tuple[int, int], pd.DataFrame], title: str, path: Path) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     figure, axes = plt.subplots(1, len(frames), figsize=(5.5 * len(frames), 5), squeeze=False)
     for axis, (input_size, frame) in zip(axes[0], frames.items(), strict=True):
@@ -170,8 +173,11 @@ def plot(frames: dict[tuple[int, int], pd.DataFrame], title: str, path: Path) ->
             ylabel="predicted from the table (ms)",
             title=size_text(input_size),
         )
+        for ticks in (axis.xaxis, axis.yaxis):  # milliseconds, not powers of ten
+            ticks.set_major_formatter(FormatStrFormatter("%g"))
+            ticks.set_minor_formatter(FormatStrFormatter("%g"))
         axis.legend(fontsize=8)
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(textwrap.fill(title, 80), fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

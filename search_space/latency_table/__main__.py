@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from search_space.deploy import DTYPES, retain_freed_memory
+from search_space.latency_table import onnx_parts
 from search_space.latency_table.build import CALIBRATION_NETWORKS, build_table
 from search_space.latency_table.table import LatencyTable, TableError, size_text
 from search_space.space import SearchSpace, SpaceError, load_space
@@ -77,8 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from search_space.latency_table import onnx_parts
-
     if args.import_times is not None:
         if args.manifest is None or args.out is None or not args.device_name:
             raise ValueError("--import needs --manifest DIR, --device-name NAME and --out FILE")
