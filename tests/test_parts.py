@@ -17,7 +17,7 @@ from search_space.parts import PART_MODULES, network_parts
 from search_space.registry import arch_names, get_arch
 from search_space.space import load_space
 from search_space.spec import ArchSpec
-from tests.support import REPO
+from workbench.conf import compose_option
 
 # The module classes that are parts, by kind (glue operations are traced as functions).
 MODULE_KINDS = {
@@ -95,7 +95,7 @@ SAMPLED = 12
 
 
 def sampled_specs(space: str, size: tuple[int, int]) -> list[ArchSpec]:
-    loaded = load_space(REPO / "conf" / "space" / f"{space}.yaml").with_fixed({"input_size": size})
+    loaded = load_space(compose_option("space", space)).with_fixed({"input_size": size})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     return [loaded.suggest(study.ask()) for _ in range(SAMPLED)]
 
