@@ -6,8 +6,11 @@
 
 A trial's genes file (`<out>/trial_<N>.yaml`, `out` defaulting to `outputs/exports/NAME`) is
 what `python -m experiments.train +arch=PATH` and `python -m search_space.cost PATH` read: the
-same architecture, so the same MAdds as the stored trial. `trial=front` writes one per trial
-of the study's front (drawn as the report draws it: at the highest rung reached).
+same architecture, so the same MAdds as the stored trial. Its comment lines say what the trial
+measured and, for a trial with a latency, `latency_ms`, `latency_source` (`measured` on the
+trial's own device, or `predicted` from a latency table) and `latency_device` (for a prediction,
+the table's: the device deployed to). `trial=front` writes one per trial of the study's front
+(drawn as the report draws it: at the highest rung reached).
 
 `onnx=true` also writes the network as ONNX at a fixed input size (`input=HxW`, default the
 architecture's own), checks it with `onnx.checker`, runs it in onnxruntime and prints the
@@ -22,9 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import yaml
@@ -34,6 +38,7 @@ from analysis.load import (
     DEFAULT_STORAGE,
     StorageNotFoundError,
     StudyNotFoundError,
+    latency_provenance,
     load_study,
     load_trials,
 )
@@ -106,8 +111,24 @@ def trial_header(study: optuna.Study, trial: FrozenTrial, path: Path) -> list[st
         f"study '{study.study_name}', trial #{trial.number}: "
         + (f"mIoU {miou:.2f} after {attrs.get(TrialKey.STEPS)} steps, " if miou is not None else "")
         + (f"{gmadds:.3f} GMAdds" if gmadds is not None else "GMAdds not recorded"),
+        *_latency_lines(attrs),
         f"python -m experiments.train +arch={path}",
         f"python -m search_space.cost {path}",
+    ]
+
+
+def _latency_lines(attrs: Mapping[str, Any]) -> list[str]:
+    """`key: value` lines of the trial's latency and where it comes from, none without one."""
+    latency = attrs.get(TrialKey.LATENCY_MS)
+    if latency is None:
+        return []
+    provenance = latency_provenance(attrs)
+    return [
+        f"{TrialKey.LATENCY_MS}: {latency:.3f}",
+        *(
+            f"{key}: {provenance[key]}"
+            for key in (TrialKey.LATENCY_SOURCE, TrialKey.LATENCY_DEVICE)
+        ),
     ]
 
 

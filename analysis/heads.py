@@ -1,5 +1,6 @@
-"""The heads comparison in words: which head leads within each MAdds budget, by how much, and
-whether that is more than the seed-to-seed spread and the training budget allow one to say."""
+"""The heads comparison in words: which head leads within each budget of MAdds (or latency), by
+how much, and whether that is more than the seed-to-seed spread and the training budget allow
+one to say."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import optuna
 import pandas as pd
 
 from analysis.ablation import ablation_table
+from analysis.costs import MADDS_COST, Cost
 from analysis.load import HEAD, finished, load_trials, recipe_steps
 from analysis.rungs import TAU, first_to_top, rung_steps, top_rung
-from workbench.record import GMADDS, KIND_ABLATION, MIOU, AblationKey, ScheduleKey, StudyKey
+from workbench.record import KIND_ABLATION, MIOU, AblationKey, ScheduleKey, StudyKey
 
 # What is known of the proxy's fidelity across heads on the built-in data: 80 training steps
 # rank the four heads' references on Backbone A unlike 400 steps (Kendall's tau 0.33; RESULTS.md,
@@ -51,21 +53,17 @@ def _same_measurement(theirs: Mapping[str, Any], mine: Mapping[str, Any]) -> boo
     )
 
 
-def heads_verdict(
-    df: pd.DataFrame,
-    budgets: Sequence[float],
-    attrs: Mapping[str, Any],
-    spread: tuple[str, float] | None,
-) -> str:
-    trials = finished(df).dropna(subset=[MIOU, GMADDS, HEAD])
+def heads_leaders(df: pd.DataFrame, budgets: Sequence[float], cost: Cost = MADDS_COST) -> str:
+    """Which head leads within each budget of `cost` and at any cost, and by how much."""
+    trials = finished(df).dropna(subset=[MIOU, cost.column, HEAD])
     sentences = []
     for budget in [*budgets, math.inf]:
         best = (
-            trials[trials[GMADDS] <= budget]
-            .sort_values([MIOU, GMADDS], ascending=[False, True])
+            trials[trials[cost.column] <= budget]
+            .sort_values([MIOU, cost.column], ascending=[False, True])
             .drop_duplicates(HEAD)
         )
-        where = "at any cost" if math.isinf(budget) else f"within {budget:g} GMAdds"
+        where = "at any cost" if math.isinf(budget) else f"within {cost.budget_text(budget)}"
         if len(best) == 0:
             continue
         leader = best.iloc[0]
@@ -78,7 +76,18 @@ def heads_verdict(
             f"{leader[MIOU] - second[MIOU]:.1f} points above {second[HEAD]}"
         )
     joined = "; ".join(sentences)
-    text = joined[:1].upper() + joined[1:] + "." if sentences else "No head has a trial."
+    return joined[:1].upper() + joined[1:] + "." if sentences else "No head has a trial."
+
+
+def heads_verdict(
+    df: pd.DataFrame,
+    budgets: Sequence[float],
+    attrs: Mapping[str, Any],
+    spread: tuple[str, float] | None,
+) -> str:
+    """The leaders at equal MAdds, weighed against the seed-to-seed spread and the training
+    budget."""
+    text = heads_leaders(df, budgets)
     if spread is None:
         text += (
             " No heads ablation on the same data, input size and training steps is stored beside "

@@ -9,15 +9,22 @@ The frame has one row per trial, whatever its state:
 - the genes, flattened from the `spec` user attribute (`widths.0`, `widths.1`, ..., `head`),
   or the trial's Optuna parameters when it has no spec (a trial that failed before building);
 - every other user attribute under its own name (lists such as `curve` kept as lists);
+- for a trial with a latency, where it comes from (`latency_provenance`): `latency_source`
+  (`measured` on the trial's own device, or `predicted` from a latency table measured on the
+  device deployed to) and `latency_device`, in words; for a prediction also the table's error
+  on held-out networks, `latency_table_rmspe` and `latency_table_within_10` (None: not
+  measured);
 - `datetime_start`, `datetime_complete`, `duration_s`.
 `df.attrs` carries the study's name, objectives and schedule (None without one), so functions
 given only the frame know the directions and the rungs' steps.
 
-Two project conventions are applied here, once, so no reader can get them wrong:
+The project's conventions are applied here, once, so no reader can get them wrong:
 - an infeasible trial was never trained: its stored mIoU (0.0) is a placeholder, not a
   measurement, so the frame holds NaN there;
 - `GMAdds` is always a column when trials recorded their cost: the objective when the study
   optimises it, the `gmadds` attribute otherwise (an ablation study may optimise mIoU only);
+- a trial stored before trials said where their latency came from measured it on its own
+  device: `measured`, on its `device_name`;
 - in a study with a multi-fidelity schedule, only the trials at the highest rung reached are
   `finished` (the front's candidates); a trial continued at the next rung is `promoted`, one
   left behind below the highest rung is `stopped` (`_schedule_statuses`).
@@ -39,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from workbench.record import (
     GMADDS,
+    LATENCY,
     MIOU,
     StudyKey,
     TrialKey,
@@ -51,6 +59,14 @@ HEAD = "head"
 RUNG = TrialKey.RUNG
 CONSTRAINT_PREFIX = "constraint."
 DEFAULT_STORAGE = "sqlite:///outputs/studies.db"
+# The values of `latency_source` (experiments.study.trial writes them)
+MEASURED = "measured"
+PREDICTED = "predicted"
+# A predicted latency's table, its error on held-out networks at the trial's input size
+# (search_space.latency.PredictedLatency): the columns, and the keys of the `latency` attribute
+TABLE_RMSPE = "latency_table_rmspe"
+TABLE_WITHIN_10 = "latency_table_within_10"
+_TABLE_ERROR_KEYS = {TABLE_RMSPE: "table_rmspe", TABLE_WITHIN_10: "table_within_10"}
 
 _STATUS_OF_STATE: dict[TrialState, TrialStatus] = {
     TrialState.PRUNED: TrialStatus.PRUNED,
@@ -206,10 +222,29 @@ def _row(trial: FrozenTrial, objectives: Sequence[Objective]) -> dict[str, Any]:
     for name, value in (*genes.items(), *attrs.items()):
         # Objectives come first: a `latency_ms` attribute equals the objective when both exist.
         row.setdefault(name, value)
+    if pd.notna(row.get(LATENCY)):
+        row.update(latency_provenance(attrs))
     row["datetime_start"] = trial.datetime_start
     row["datetime_complete"] = trial.datetime_complete
     row["duration_s"] = trial.duration.total_seconds() if trial.duration else math.nan
     return row
+
+
+def latency_provenance(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the latency of a trial that has one comes from, from its user attributes: its
+    source and device and, when predicted, the table's held-out error. A trial stored before
+    trials said so measured its latency on its own device."""
+    source = attrs.get(TrialKey.LATENCY_SOURCE, MEASURED)
+    provenance = {
+        TrialKey.LATENCY_SOURCE: source,
+        TrialKey.LATENCY_DEVICE: attrs.get(
+            TrialKey.LATENCY_DEVICE, attrs.get(TrialKey.DEVICE_NAME)
+        ),
+    }
+    if source == PREDICTED:
+        result = attrs.get(TrialKey.LATENCY_RESULT) or {}
+        provenance.update({column: result.get(key) for column, key in _TABLE_ERROR_KEYS.items()})
+    return provenance
 
 
 def _flatten(spec: dict[str, Any]) -> dict[str, Any]:

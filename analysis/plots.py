@@ -9,6 +9,7 @@ split and input size, so the two are never confused.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
+from analysis.costs import LATENCY_COST, MADDS_COST, Cost, latency_details, latency_label
 from analysis.hypervolume import ReferencePoint
 from analysis.importance import Importance
 from analysis.load import HEAD, Objective, finished
@@ -52,6 +54,7 @@ PUBLISHED_STYLES: dict[str, tuple[str, str]] = {"test": ("*", "black"), "val": (
 FADED = 0.25
 GMADDS_LABEL = "GMAdds (conv + linear multiply-adds, log scale)"
 MAX_IMPORTANCE_BARS = 12
+TITLE_WIDTH = 80  # characters of a wrapped title line at 10 points on a 7-inch figure
 
 
 def save_figure(figure: Figure, out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -69,19 +72,21 @@ def front_figure(
     *,
     title: str,
     miou_label: str,
+    cost: Cost = MADDS_COST,
     budget: float | None = None,
     published: Sequence[PublishedResult] = (),
 ) -> Figure:
-    """mIoU against GMAdds: every head its marker, dominated trials faded, the front (of these
+    """mIoU against `cost`: every head its marker, dominated trials faded, the front (of these
     two objectives, whatever else the study optimised) as a step line, paper designs named,
-    over-budget trials as ticks on the axis (their mIoU was never measured)."""
+    over-budget trials as ticks on the axis (their mIoU was never measured), `budget` (of
+    `cost`) as a dashed line."""
     figure, ax = _figure(8.0, 5.5)
-    trials = finished(df).dropna(subset=[MIOU, GMADDS])
-    on_front = non_dominated(trials[[MIOU, GMADDS]].to_numpy(), [True, False])
-    handles = _draw_heads(ax, trials, on_front)
-    front = trials[on_front].sort_values(GMADDS)
+    trials = finished(df).dropna(subset=[MIOU, cost.column])
+    on_front = non_dominated(trials[[MIOU, cost.column]].to_numpy(), [True, False])
+    handles = _draw_heads(ax, trials, on_front, cost)
+    front = trials[on_front].sort_values(cost.column)
     (step,) = ax.step(
-        front[GMADDS],
+        front[cost.column],
         front[MIOU],
         where="post",
         color="black",
@@ -90,8 +95,8 @@ def front_figure(
         label=f"Pareto front ({len(front)} trials)",
     )
     handles.append(step)
-    labels = _reference_labels(trials)
-    infeasible = df[df["status"] == TrialStatus.INFEASIBLE][GMADDS].dropna()
+    labels = _reference_labels(trials, cost)
+    infeasible = df[df["status"] == TrialStatus.INFEASIBLE][cost.column].dropna()
     if len(infeasible):
         (ticks,) = ax.plot(
             infeasible,
@@ -106,28 +111,31 @@ def front_figure(
         )
         handles.append(ticks)
     if budget is not None:
-        handles.append(ax.axvline(budget, ls="--", color="gray", label=f"budget {budget:g} G"))
+        label = f"budget {cost.budget_text(budget)}"
+        handles.append(ax.axvline(budget, ls="--", color="gray", label=label))
     if published:
         published_handles, published_labels = _draw_published(ax, published)
         handles += published_handles
         labels += published_labels
-    _decorate_miou_vs_gmadds(ax, title=title, miou_label=miou_label, handles=handles)
+    _decorate_miou_vs_cost(ax, df, cost, title=title, miou_label=miou_label, handles=handles)
     _place_labels(figure, ax, labels)
     return figure
 
 
-def head_fronts_figure(df: pd.DataFrame, *, title: str, miou_label: str) -> Figure:
-    """One front per head at equal MAdds: DFA against the comparison heads."""
+def head_fronts_figure(
+    df: pd.DataFrame, *, title: str, miou_label: str, cost: Cost = MADDS_COST
+) -> Figure:
+    """One front per head at equal `cost`: DFA against the comparison heads."""
     figure, ax = _figure(8.0, 5.5)
-    trials = finished(df).dropna(subset=[MIOU, GMADDS, HEAD])
+    trials = finished(df).dropna(subset=[MIOU, cost.column, HEAD])
     handles = []
     for head, group in _by_head(trials):
         marker, colour = _head_style(head)
-        ax.scatter(group[GMADDS], group[MIOU], marker=marker, color=colour, alpha=FADED, s=20)
-        front = group[non_dominated(group[[MIOU, GMADDS]].to_numpy(), [True, False])]
-        front = front.sort_values(GMADDS)
+        ax.scatter(group[cost.column], group[MIOU], marker=marker, color=colour, alpha=FADED, s=20)
+        front = group[non_dominated(group[[MIOU, cost.column]].to_numpy(), [True, False])]
+        front = front.sort_values(cost.column)
         (line,) = ax.step(
-            front[GMADDS],
+            front[cost.column],
             front[MIOU],
             where="post",
             color=colour,
@@ -136,7 +144,7 @@ def head_fronts_figure(df: pd.DataFrame, *, title: str, miou_label: str) -> Figu
             label=f"{head} ({len(group)} trials, {len(front)} on its front)",
         )
         handles.append(line)
-    _decorate_miou_vs_gmadds(ax, title=title, miou_label=miou_label, handles=handles)
+    _decorate_miou_vs_cost(ax, df, cost, title=title, miou_label=miou_label, handles=handles)
     return figure
 
 
@@ -236,9 +244,9 @@ def importance_figure(importances: Sequence[Importance], title: str) -> Figure:
     return figure
 
 
-def latency_figure(df: pd.DataFrame, *, title: str) -> Figure:
-    """Measured latency against MAdds, with Spearman's rank correlation: how well MAdds ranks
-    architectures by speed on the device that measured them."""
+def latency_figure(df: pd.DataFrame) -> Figure:
+    """Latency against MAdds, with Spearman's rank correlation: how well MAdds ranks
+    architectures by speed on the device the latency is for, measured there or predicted."""
     figure, ax = _figure(7.0, 4.8)
     trials = finished(df).dropna(subset=[LATENCY, GMADDS])
     handles = []
@@ -249,12 +257,17 @@ def latency_figure(df: pd.DataFrame, *, title: str) -> Figure:
         )
     rho, _ = madds_latency_agreement(df)
     rho_text = "n/a" if math.isnan(rho) else f"{rho:.2f}"
-    devices = sorted({str(d) for d in trials.get(TrialKey.DEVICE_NAME, pd.Series()).dropna()})
-    ax.set_title(f"{title}\nSpearman $\\rho$ = {rho_text} over {len(trials)} trials")
+    # The devices' descriptions run long: wrapped under the title, not on the axis.
+    origin = textwrap.fill(latency_details(df), TITLE_WIDTH)
+    ax.set_title(
+        f"{latency_label(df)} against MAdds\n{origin}\n"
+        f"Spearman $\\rho$ = {rho_text} over {len(trials)} trials",
+        fontsize=10,
+    )
     _log_scale(ax, "x")
     _log_scale(ax, "y")
     ax.set_xlabel(GMADDS_LABEL)
-    ax.set_ylabel(f"latency (ms{', ' + ', '.join(devices) if devices else ''}, log scale)")
+    ax.set_ylabel(_cost_label(df, LATENCY_COST))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles=handles, fontsize=8)
     return figure
@@ -328,15 +341,21 @@ def retrain_figure(table: pd.DataFrame, *, title: str, proxy_label: str) -> Figu
     return figure
 
 
-def _decorate_miou_vs_gmadds(
-    ax: Axes, *, title: str, miou_label: str, handles: list[Line2D]
+def _decorate_miou_vs_cost(
+    ax: Axes, df: pd.DataFrame, cost: Cost, *, title: str, miou_label: str, handles: list[Line2D]
 ) -> None:
     _log_scale(ax, "x")
-    ax.set_xlabel(GMADDS_LABEL)
+    ax.set_xlabel(_cost_label(df, cost))
     ax.set_ylabel(miou_label)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles=handles, fontsize=8, loc="best")
+
+
+def _cost_label(df: pd.DataFrame, cost: Cost) -> str:
+    """An axis of `cost`; a latency axis says whether it was measured or predicted (the devices
+    are in the title or the caption)."""
+    return f"{latency_label(df)} (ms, log scale)" if cost == LATENCY_COST else GMADDS_LABEL
 
 
 def _log_scale(ax: Axes, which: str) -> None:
@@ -375,7 +394,7 @@ def _by_head(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(head, trials[heads == head]) for head in order]
 
 
-def _draw_heads(ax: Axes, trials: pd.DataFrame, on_front: np.ndarray) -> list[Line2D]:
+def _draw_heads(ax: Axes, trials: pd.DataFrame, on_front: np.ndarray, cost: Cost) -> list[Line2D]:
     """Front members solid with a black edge, dominated ones faded; one legend entry per head."""
     flags = pd.Series(on_front, index=trials.index)
     handles = []
@@ -384,7 +403,7 @@ def _draw_heads(ax: Axes, trials: pd.DataFrame, on_front: np.ndarray) -> list[Li
         best = flags[group.index]
         for subset, alpha, edge in ((group[~best], FADED, "none"), (group[best], 1.0, "black")):
             ax.scatter(
-                subset[GMADDS],
+                subset[cost.column],
                 subset[MIOU],
                 marker=marker,
                 color=colour,
@@ -426,13 +445,15 @@ _OFFSETS = (
 )
 
 
-def _reference_labels(trials: pd.DataFrame) -> list[_Label]:
+def _reference_labels(trials: pd.DataFrame, cost: Cost) -> list[_Label]:
     if TrialKey.REFERENCE not in trials:
         return []
     named = trials[trials[TrialKey.REFERENCE].notna()]
     return [
         _Label(x, y, str(name), "black", rank=0, bold=True)
-        for x, y, name in zip(named[GMADDS], named[MIOU], named[TrialKey.REFERENCE], strict=True)
+        for x, y, name in zip(
+            named[cost.column], named[MIOU], named[TrialKey.REFERENCE], strict=True
+        )
     ]
 
 

@@ -46,7 +46,8 @@ def _paired(x: pd.Series, y: pd.Series) -> pd.DataFrame | None:
 
 
 def madds_latency_agreement(df: pd.DataFrame) -> tuple[float, int]:
-    """How well MAdds rank a study's architectures by measured latency: Spearman's rho over the
-    feasible finished trials that have both, and how many there are."""
+    """How well MAdds rank a study's architectures by latency (measured or predicted, as the
+    trials recorded it): Spearman's rho over the feasible finished trials that have both, and
+    how many there are."""
     trials = finished(df).dropna(subset=[LATENCY, GMADDS])
     return spearman(trials[GMADDS], trials[LATENCY]), len(trials)

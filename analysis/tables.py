@@ -1,5 +1,6 @@
-"""The tables people read: the front, the best architecture per head under MAdds budgets, trial
-outcomes and their reasons. Every function returns strings ready to print or render."""
+"""The tables people read: the front, the best architecture per head under budgets of MAdds or
+latency, trial outcomes and their reasons. Every function returns strings ready to print or
+render."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from analysis.costs import MADDS_COST, Cost, recorded_costs
 from analysis.load import HEAD, finished, frame_objectives
 from search_space.spec import HEAD_GENES, HEADS, gene_names
 from workbench.record import (
@@ -130,25 +132,32 @@ def budget_levels(gmadds: pd.Series, count: int = 3) -> list[float]:
     return [levels[round(step * (i + 1)) - 1] for i in range(count)]
 
 
-def best_per_head(df: pd.DataFrame, budgets: Sequence[float]) -> tuple[pd.DataFrame, list[int]]:
-    """Rows: budgets (then 'any'); columns: heads; cells: the best mIoU within the budget, its
-    GMAdds and trial. Also returns the trial numbers named, to list their genes."""
-    trials = finished(df).dropna(subset=[MIOU, GMADDS])
+def best_per_head(
+    df: pd.DataFrame, budgets: Sequence[float], cost: Cost = MADDS_COST
+) -> tuple[pd.DataFrame, list[int]]:
+    """Rows: budgets of `cost` (then 'any'); columns: heads; cells: the best mIoU within the
+    budget, its costs (`cost` first) and trial. Also returns the trial numbers named, to list
+    their genes."""
+    trials = finished(df).dropna(subset=[MIOU, cost.column])
+    shown = recorded_costs(df, cost)
     heads = [h for h in HEADS if h in set(trials[HEAD])] + sorted(
         set(trials[HEAD].dropna()) - set(HEADS)
     )
     rows: list[dict[str, str]] = []
     named: list[int] = []
     for budget in [*budgets, math.inf]:
-        label = "any" if math.isinf(budget) else f"≤ {budget:g} G"
-        row = {"GMAdds budget": label}
+        label = "any" if math.isinf(budget) else f"≤ {cost.budget_text(budget)}"
+        row = {f"{cost.name} budget": label}
         for head in heads:
-            fitting = trials[(trials[HEAD] == head) & (trials[GMADDS] <= budget)]
+            fitting = trials[(trials[HEAD] == head) & (trials[cost.column] <= budget)]
             if fitting.empty:
                 row[head] = EMPTY
                 continue
-            best = fitting.sort_values([MIOU, GMADDS], ascending=[False, True]).iloc[0]
-            row[head] = f"{best[MIOU]:.2f} ({best[GMADDS]:.2f} G, #{int(best['number'])})"
+            best = fitting.sort_values([MIOU, cost.column], ascending=[False, True]).iloc[0]
+            costs = ", ".join(
+                c.value_text(best[c.column]) for c in shown if present(best[c.column])
+            )
+            row[head] = f"{best[MIOU]:.2f} ({costs}, #{int(best['number'])})"
             named.append(int(best["number"]))
         rows.append(row)
     return pd.DataFrame(rows), sorted(set(named))

@@ -16,8 +16,11 @@ import scipy.stats
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from analysis.costs import latency_text
 from analysis.load import (
     CONSTRAINT_PREFIX,
+    MEASURED,
+    PREDICTED,
     StorageNotFoundError,
     StudyNotFoundError,
     finished,
@@ -26,6 +29,7 @@ from analysis.load import (
 )
 from analysis.pareto import pareto_front
 from analysis.report import NoFinishedTrialsError, format_front, main, write_report
+from search_space.latency import PredictedLatency
 from search_space.spec import ArchSpec
 from tests.support import exit_code, run_command
 from workbench.record import (
@@ -347,3 +351,148 @@ def test_cli_errors_without_subprocess(
     assert exit_code(main, arguments) == 2
     assert "needs 2 values" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------- latency: predicted or measured
+TABLE_DEVICE = "AMD EPYC (cpu, 2 thread(s), fp32, folded+channels_last, batch 1)"
+
+
+def _predicted(
+    trial: optuna.trial.FrozenTrial,
+    *,
+    objectives: int,
+    rmspe: float | None,
+    within_10: float | None,
+) -> optuna.trial.FrozenTrial:
+    """The same trial with its latency predicted from a latency table, stored as a study with
+    `study.latency.source=table` stores it, and its first `objectives` values."""
+    latency = trial.user_attrs.get(TrialKey.LATENCY_MS)
+    attrs = dict(trial.user_attrs)
+    if latency is not None:
+        prediction = PredictedLatency(
+            median_ms=latency,
+            parts_ms=0.9 * latency,
+            part_calls=40,
+            weight_mb=1.0,
+            input_size=INPUT_SIZE,
+            table_digest="0123abcd",
+            device=TABLE_DEVICE,
+            table_rmspe=rmspe,
+            table_within_10=within_10,
+        )
+        attrs[TrialKey.LATENCY_RESULT] = prediction.to_dict()
+        attrs[TrialKey.LATENCY_SOURCE] = PREDICTED
+        attrs[TrialKey.LATENCY_DEVICE] = TABLE_DEVICE
+    return optuna.create_trial(
+        state=trial.state,
+        values=trial.values[:objectives] if trial.values else None,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs=attrs,
+        constraints=trial.constraints,
+    )
+
+
+def _predicted_study(
+    storage: str,
+    name: str,
+    *,
+    objective: bool = True,
+    rmspe: float | None = 0.051,
+    within_10: float | None = 0.93,
+) -> optuna.Study:
+    """16 trials whose latency was predicted from one table; latency an objective or not."""
+    study = _create_study(storage, name, latency=objective, dataset="synthetic")
+    objectives = len(study.directions)
+    rng = np.random.default_rng(0)
+    for index in range(16):
+        trial = _trial(rng, index, latency=True)
+        study.add_trial(_predicted(trial, objectives=objectives, rmspe=rmspe, within_10=within_10))
+    return study
+
+
+@pytest.fixture(scope="module")
+def predicted_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("predicted")
+    study = _predicted_study(f"sqlite:///{folder / 'studies.db'}", "predicted")
+    return write_report(study, folder / "report")
+
+
+def test_a_predicted_latency_names_its_tables_device_and_error(predicted_report: Path) -> None:
+    text = predicted_report.read_text()
+    origin = f"Predicted latency (from a latency table: {TABLE_DEVICE})"
+    assert f"## Latency\n\n{origin} against MAdds: Spearman's rho = " in text
+    assert (
+        f"Latency predicted from a latency table measured on {TABLE_DEVICE}; on held-out "
+        "networks that table's predictions were within ±10% for 93% (RMSPE 5.1%)."
+    ) in text
+    assert "Measured latency" not in text
+
+
+def test_the_heads_are_compared_at_equal_latency_as_at_equal_madds(predicted_report: Path) -> None:
+    text = predicted_report.read_text()
+    assert "## Heads at equal MAdds and at equal latency" in text
+    assert (predicted_report.parent / "fronts_per_head_latency.png").stat().st_size > 1000
+    # At equal MAdds, each head's best trial has its latency beside its GMAdds.
+    assert re.search(r"\n\| ≤ [\d.]+ GMAdds \|.* \(\d+\.\d\d GMAdds, \d+\.\d\d ms, #\d+\)", text)
+    # At equal latency, the same table by latency budgets, and who leads within each.
+    assert "\n| latency budget | dfa | aspp | icnet | bisenet |\n" in text
+    assert re.search(r"\n\| ≤ [\d.]+ ms \|.* \(\d+\.\d\d ms, \d+\.\d\d GMAdds, #\d+\)", text)
+    assert re.search(r"\nWithin [\d.]+ ms, (only )?\w+ (leads|has)", text)
+
+
+def test_the_front_is_drawn_against_latency_when_it_is_an_objective(
+    predicted_report: Path,
+) -> None:
+    assert (predicted_report.parent / "front_latency.png").stat().st_size > 1000
+    text = predicted_report.read_text()
+    assert (
+        f"*mIoU against latency. Predicted latency (from a latency table: {TABLE_DEVICE})." in text
+    )
+
+
+def test_a_table_of_unmeasured_error_says_so_and_no_objective_draws_no_latency_front(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = _predicted_study(url, "unvalidated", objective=False, rmspe=None, within_10=None)
+    text = write_report(study, tmp_path / "report").read_text()
+    assert (
+        f"Latency predicted from a latency table measured on {TABLE_DEVICE}; that table's "
+        "error on held-out networks was not measured."
+    ) in text
+    assert not (tmp_path / "report" / "front_latency.png").exists()
+    assert (tmp_path / "report" / "fronts_per_head_latency.png").is_file()
+
+
+def test_an_older_studys_latency_reads_as_measured_and_a_mix_says_so(
+    storage: str, tmp_path: Path
+) -> None:
+    older = load_study("latency", storage)  # its trials stored no latency_source
+    df = load_trials(older)
+    timed = finished(df).dropna(subset=[LATENCY])
+    assert set(timed[TrialKey.LATENCY_SOURCE]) == {MEASURED}
+    assert set(timed[TrialKey.LATENCY_DEVICE]) == {"CPU"}  # the trials' device_name
+    assert latency_text(df) == "Measured latency (on CPU)"
+
+    mixed = optuna.create_study(directions=older.directions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        mixed.set_metric_names(older.metric_names)
+    for trial in older.get_trials():
+        predict = trial.number % 3 == 0
+        objectives = len(older.directions)
+        mixed.add_trial(
+            _predicted(trial, objectives=objectives, rmspe=0.05, within_10=0.9)
+            if predict
+            else trial
+        )
+    df = load_trials(mixed)
+    counts = finished(df).dropna(subset=[LATENCY])[TrialKey.LATENCY_SOURCE].value_counts()
+    total = counts.sum()
+    assert latency_text(df) == (
+        f"Measured and predicted latency (measured for {counts[MEASURED]} of the {total} trials "
+        f"on CPU; predicted for {counts[PREDICTED]} of the {total} trials from a latency table: "
+        f"{TABLE_DEVICE})"
+    )
+    assert counts[MEASURED] > counts[PREDICTED]  # the most common source first

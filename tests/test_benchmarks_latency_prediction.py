@@ -25,12 +25,12 @@ def test_the_benchmark_builds_a_table_and_tests_it_on_held_out_networks(tmp_path
     assert len(rows) == 3 and (rows["measured_ms"] > 0).all() and (rows["remeasured_ms"] > 0).all()
     assert (out / "tiny-1t.png").stat().st_size > 0
     # Held out: none of the three is a network the table measured whole.
-    table = load_table(out / "table-tiny-1t.json")
+    table = load_table(out / "table-tiny-1t-64x64.json")
     measured = {json.dumps(n.genes, sort_keys=True) for n in table.corrections[(64, 64)].networks}
     tested = {json.dumps(json.loads(genes), sort_keys=True) for genes in rows["genes"]}
     assert not measured & tested
     # A table given instead of built: the same report from the file.
-    table_file = str(out / "table-tiny-1t.json")
+    table_file = str(out / "table-tiny-1t-64x64.json")
     again_out = str(tmp_path / "again")
     again = run_main(
         main, ["--table", table_file, "--space", str(space), "--archs", "3", "--out", again_out]

@@ -10,13 +10,15 @@ from pathlib import Path
 import onnx
 import optuna
 import pytest
+import yaml
 
 from analysis import export
 from analysis.load import load_trials
 from analysis.pareto import pareto_front
 from search_space.cost.__main__ import main as cost_main
+from search_space.spec import ArchSpec
 from tests.support import INPUT_SIZE, SMALL, run_command, run_main
-from workbench.record import TrialKey
+from workbench.record import GMADDS, LATENCY, MIOU, TrialKey
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +126,44 @@ def test_a_network_is_exported_as_onnx_only(tmp_path: Path) -> None:
     )
     assert outcome.returncode == 0, outcome.stderr
     onnx.checker.check_model(str(tmp_path / "dfanet_b.onnx"))
+
+
+def test_the_genes_file_carries_the_latency_and_the_device_it_is_for(tmp_path: Path) -> None:
+    """A predicted latency is for the latency table's device; a study stored before trials said
+    where their latency came from measured it on the trial's own device."""
+    table_device = "AMD EPYC (cpu, 2 thread(s), fp32, folded+channels_last, batch 1)"
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names([MIOU, GMADDS, LATENCY])
+    spec = ArchSpec(input_size=INPUT_SIZE)
+    attrs = {
+        TrialKey.SPEC: spec.to_dict(),
+        TrialKey.GMADDS: 0.3,
+        TrialKey.DEVICE_NAME: "NVIDIA H100",
+    }
+    predicted = {
+        TrialKey.LATENCY_MS: 12.3456,
+        TrialKey.LATENCY_SOURCE: "predicted",
+        TrialKey.LATENCY_DEVICE: table_device,
+    }
+    study.add_trial(optuna.create_trial(values=[40.0, 0.3, 12.3456], user_attrs=attrs | predicted))
+    older = {TrialKey.LATENCY_MS: 2.5}
+    study.add_trial(optuna.create_trial(values=[40.0, 0.3, 2.5], user_attrs=attrs | older))
+
+    def latency_fields(which: str) -> dict[str, str]:
+        [exported] = export.export_trials(study, which, tmp_path)
+        text = exported.genes_file.read_text()
+        assert ArchSpec.from_dict(yaml.safe_load(text)) == spec  # still a plain genes file
+        lines = [line.removeprefix("# ") for line in text.splitlines()]
+        return dict(line.split(": ", 1) for line in lines if line.startswith("latency"))
+
+    assert latency_fields("0") == {
+        "latency_ms": "12.346",
+        "latency_source": "predicted",
+        "latency_device": table_device,
+    }
+    assert latency_fields("1") == {
+        "latency_ms": "2.500",
+        "latency_source": "measured",
+        "latency_device": "NVIDIA H100",
+    }

@@ -13,10 +13,16 @@ from matplotlib.figure import Figure
 
 from analysis import document as doc
 from analysis import plots
+from analysis.costs import MADDS_COST, Cost
 from analysis.load import finished
 from analysis.tables import EMPTY
 from workbench.files import write_csv
 from workbench.record import StudyKey
+
+
+def figure_name(base: str, cost: Cost) -> str:
+    """`front` against GMAdds, `front_latency` against latency: a figure's file name."""
+    return base if cost == MADDS_COST else f"{base}_{cost.name}"
 
 
 def figure_block(figure: Figure, out_dir: Path, name: str, caption: str) -> doc.Figure:

@@ -1,5 +1,6 @@
 """What the trials say beyond the front: its hypervolume through the study, the heads at equal
-MAdds, measured latency against MAdds, and which genes matter for each objective."""
+MAdds and at equal latency, latency (measured or predicted) against MAdds, and which genes
+matter for each objective."""
 
 from __future__ import annotations
 
@@ -13,14 +14,21 @@ import pandas as pd
 
 from analysis import document as doc
 from analysis import plots
-from analysis.heads import heads_verdict
+from analysis.costs import LATENCY_COST, MADDS_COST, Cost, latency_text, recorded_costs
+from analysis.heads import heads_leaders, heads_verdict
 from analysis.hypervolume import ReferencePoint, hypervolume_history
 from analysis.importance import param_importances
 from analysis.load import HEAD, finished, frame_objectives
-from analysis.sections.common import figure_block, miou_label
+from analysis.sections.common import (
+    figure_block,
+    figure_name,
+    has_values,
+    joined_with_and,
+    miou_label,
+)
 from analysis.stats import madds_latency_agreement
 from analysis.tables import best_per_head, budget_levels, compact_genes, gene_variation
-from workbench.record import GMADDS
+from workbench.record import LATENCY, MIOU
 
 
 def hypervolume_section(df: pd.DataFrame, point: ReferencePoint, out_dir: Path) -> list[doc.Block]:
@@ -46,36 +54,63 @@ def heads_section(
     out_dir: Path,
     spread: tuple[str, float] | None,
 ) -> list[doc.Block]:
+    """The heads at equal MAdds and, when the trials have a latency, at equal latency too: the
+    same fronts and table against either cost; the verdict on the seed spread and the training
+    budget is said once, under MAdds."""
+    at_latency = has_values(df, HEAD, MIOU, LATENCY)
+    budgets = _budgets(df, MADDS_COST)
+    blocks, named = _heads_at_equal(df, attrs, out_dir, MADDS_COST, budgets)
+    blocks.append(doc.Paragraph(heads_verdict(df, budgets, attrs, spread)))
+    if at_latency:
+        budgets = _budgets(df, LATENCY_COST)
+        latency_blocks, latency_named = _heads_at_equal(df, attrs, out_dir, LATENCY_COST, budgets)
+        blocks += [*latency_blocks, doc.Paragraph(heads_leaders(df, budgets, LATENCY_COST))]
+        named = sorted({*named, *latency_named})
     trials = finished(df)
-    budgets = budget_levels(trials[GMADDS].dropna())
-    table, named = best_per_head(df, budgets)
-    figure = plots.head_fronts_figure(
-        df, title="One front per head, at equal MAdds", miou_label=miou_label(attrs)
-    )
     chosen = trials[trials["number"].isin(named)].sort_values("number")
     varying, _ = gene_variation(df)
     genes = compact_genes(chosen)[[HEAD, *(g for g in varying if g != HEAD)]]
     genes.insert(0, "trial", chosen["number"].map(lambda n: f"#{int(n)}"))
     return [
-        doc.Heading("Heads at equal MAdds"),
-        figure_block(
-            figure,
-            out_dir,
-            "fronts_per_head",
-            "Each head's own front (step line); faded markers: all of that head's trials.",
-        ),
-        doc.Paragraph(
-            "Best mIoU per head within each GMAdds budget (its GMAdds and trial in brackets):"
-        ),
-        doc.Table(table),
-        doc.Paragraph(heads_verdict(df, budgets, attrs, spread)),
+        doc.Heading("Heads at equal MAdds" + (" and at equal latency" if at_latency else "")),
+        *blocks,
         doc.Paragraph("The genes of the trials named above:"),
         doc.Table(genes.reset_index(drop=True)),
     ]
 
 
+def _budgets(df: pd.DataFrame, cost: Cost) -> list[float]:
+    return budget_levels(finished(df)[cost.column].dropna())
+
+
+def _heads_at_equal(
+    df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path, cost: Cost, budgets: list[float]
+) -> tuple[list[doc.Block], list[int]]:
+    """One front per head against `cost`, and the best mIoU per head within each of its
+    budgets; the trials that table names."""
+    table, named = best_per_head(df, budgets, cost)
+    figure = plots.head_fronts_figure(
+        df,
+        title=f"One front per head, at equal {cost.name}",
+        miou_label=miou_label(attrs),
+        cost=cost,
+    )
+    caption = "Each head's own front (step line); faded markers: all of that head's trials."
+    shown = joined_with_and([*(c.name for c in recorded_costs(df, cost)), "trial"])
+    text = f"Best mIoU per head within each {cost.name} budget (its {shown} in brackets)"
+    if cost == LATENCY_COST:
+        caption += f" {latency_text(df)}."
+        text += f". {latency_text(df)}"
+    blocks: list[doc.Block] = [
+        figure_block(figure, out_dir, figure_name("fronts_per_head", cost), caption),
+        doc.Paragraph(text + ":"),
+        doc.Table(table),
+    ]
+    return blocks, named
+
+
 def latency_section(df: pd.DataFrame, out_dir: Path) -> list[doc.Block]:
-    figure = plots.latency_figure(df, title="Measured latency against MAdds")
+    figure = plots.latency_figure(df)
     rho, count = madds_latency_agreement(df)
     verdict = (
         "too few trials to say"
@@ -85,13 +120,13 @@ def latency_section(df: pd.DataFrame, out_dir: Path) -> list[doc.Block]:
     )
     return [
         doc.Heading("Latency"),
-        doc.Paragraph(f"Measured latency against MAdds: {verdict}."),
+        doc.Paragraph(f"{latency_text(df)} against MAdds: {verdict}."),
         figure_block(
             figure,
             out_dir,
             "latency",
-            "Latency as measured by the search against GMAdds; Spearman's rho says how well "
-            "MAdds ranks the architectures by speed on that device.",
+            "Each trial's latency against its GMAdds; Spearman's rho says how well MAdds ranks "
+            "the architectures by speed on the device the latency is for.",
         ),
     ]
 

@@ -1,5 +1,6 @@
-"""The Pareto front: its figure and table, where the paper's own designs landed, and how to
-take a front trial out of the study."""
+"""The Pareto front: its figures (against GMAdds, and against latency when latency is an
+objective) and table, what is known of a predicted latency's error, where the paper's own
+designs landed, and how to take a front trial out of the study."""
 
 from __future__ import annotations
 
@@ -11,11 +12,24 @@ import pandas as pd
 
 from analysis import document as doc
 from analysis import plots
+from analysis.costs import LATENCY_COST, latency_label, latency_text, table_error_text
 from analysis.load import DEFAULT_STORAGE, frame_objectives
 from analysis.published_front import comparable_published
-from analysis.sections.common import figure_block, has_values, joined_with_and, miou_label
+from analysis.sections.common import (
+    figure_block,
+    figure_name,
+    has_values,
+    joined_with_and,
+    miou_label,
+)
 from analysis.tables import front_table, gene_variation, reference_table, scheduled_frame
-from workbench.record import GMADDS, KIND_ABLATION, MIOU, StudyKey
+from workbench.record import GMADDS, KIND_ABLATION, LATENCY, MIOU, StudyKey
+
+# What a front figure draws, whatever its cost axis.
+_FRONT_MARKS = (
+    "Faded: dominated trials; black step line: the front of these two objectives; red ticks on "
+    "the axis: over-budget trials"
+)
 
 
 def front_section(
@@ -24,26 +38,12 @@ def front_section(
     names = joined_with_and(o.name for o in frame_objectives(df))
     blocks: list[doc.Block] = [doc.Heading("Pareto front")]
     if has_values(df, MIOU, GMADDS):
-        # Only a Cityscapes study is comparable with the papers' Cityscapes numbers.
-        cityscapes = attrs.get(StudyKey.DATASET) == "cityscapes"
-        published = comparable_published() if cityscapes else ()
-        figure = plots.front_figure(
-            df,
-            title=f"{df.attrs['study_name']}: mIoU against GMAdds",
-            miou_label=miou_label(attrs),
-            budget=attrs.get(StudyKey.GMADDS_BUDGET),
-            published=published,
-        )
-        caption = (
-            "mIoU against GMAdds. Faded: dominated trials; black step line: the front of these "
-            "two objectives; red ticks on the axis: over-budget trials (GMAdds only)."
-        )
-        if published:
-            caption += (
-                " Hollow markers: published numbers (DFANet paper and others), not trials "
-                "of this study; their split and input size are in the legend."
-            )
-        blocks.append(figure_block(figure, out_dir, "front", caption))
+        blocks.append(_madds_front(df, attrs, out_dir))
+    if LATENCY in (o.name for o in frame_objectives(df)) and has_values(df, MIOU, LATENCY):
+        blocks.append(_latency_front(df, attrs, out_dir))
+    table_error = table_error_text(df)
+    if table_error is not None:
+        blocks.append(doc.Paragraph(table_error))
     genes, fixed = gene_variation(df)
     blocks += [
         doc.Paragraph(
@@ -60,6 +60,41 @@ def front_section(
         fixed_text = ", ".join(f"{gene} {value}" for gene, value in fixed.items())
         blocks.append(doc.Paragraph(f"Genes fixed in every finished trial: {fixed_text}."))
     return blocks
+
+
+def _madds_front(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> doc.Figure:
+    # Only a Cityscapes study is comparable with the papers' Cityscapes numbers.
+    cityscapes = attrs.get(StudyKey.DATASET) == "cityscapes"
+    published = comparable_published() if cityscapes else ()
+    figure = plots.front_figure(
+        df,
+        title=f"{df.attrs['study_name']}: mIoU against GMAdds",
+        miou_label=miou_label(attrs),
+        budget=attrs.get(StudyKey.GMADDS_BUDGET),
+        published=published,
+    )
+    caption = f"mIoU against GMAdds. {_FRONT_MARKS} (GMAdds only)."
+    if published:
+        caption += (
+            " Hollow markers: published numbers (DFANet paper and others), not trials "
+            "of this study; their split and input size are in the legend."
+        )
+    return figure_block(figure, out_dir, "front", caption)
+
+
+def _latency_front(df: pd.DataFrame, attrs: Mapping[str, Any], out_dir: Path) -> doc.Figure:
+    """The front against latency, for a study that optimises it (one that does not compares
+    the heads at equal latency, in the heads section)."""
+    budget = ((attrs.get(StudyKey.CONFIG) or {}).get("study") or {}).get("latency_budget_ms")
+    figure = plots.front_figure(
+        df,
+        title=f"{df.attrs['study_name']}: mIoU against {latency_label(df).lower()}",
+        miou_label=miou_label(attrs),
+        cost=LATENCY_COST,
+        budget=budget,
+    )
+    caption = f"mIoU against latency. {latency_text(df)}. {_FRONT_MARKS} (latency only)."
+    return figure_block(figure, out_dir, figure_name("front", LATENCY_COST), caption)
 
 
 def export_section(

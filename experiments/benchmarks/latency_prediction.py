@@ -206,36 +206,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --table FILE or --build")
     retain_freed_memory()
     space = read_space(args.space)
-    device = torch.device("cpu")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.build:
         sizes = args.input_sizes or [(128, 256), (512, 1024)]
-        table = build_table(
-            space, sizes, device=device, threads=args.threads, calibration_networks=args.calibration
-        )
-        table_file = args.out / f"table-{space.name}-{table.threads}t.json"
-        table.save(table_file)
-        print(f"wrote {table_file}")
-        for note in table.notes:
-            print(note)
     else:
-        table_file, table = args.table, load_table(args.table)
-        sizes = args.input_sizes or list(table.input_sizes)
-    if table.device != device.type:
-        parser.error(f"{table_file} is a {table.device} table; this benchmark measures on cpu")
-    frames, results = {}, []
+        given = load_table(args.table)
+        if given.device != "cpu":
+            parser.error(f"{args.table} is a {given.device} table; this benchmark measures on cpu")
+        sizes = args.input_sizes or list(given.input_sizes)
+    frames, results, described = {}, [], set()
     for input_size in sizes:
+        if args.build:
+            # One table per input size, tested as soon as it is built: on a shared machine the
+            # speed drifts over minutes, and a table is good for the state it was measured in.
+            table = build_table(
+                space, [input_size], device=torch.device("cpu"), threads=args.threads,
+                calibration_networks=args.calibration,
+            )  # fmt: skip
+            table_file = (
+                args.out / f"table-{space.name}-{table.threads}t-{size_text(input_size)}.json"
+            )
+            table.save(table_file)
+            print(f"wrote {table_file}", *table.notes, sep="\n")
+        else:
+            table_file, table = args.table, given
         specs = held_out(space, table, input_size, args.archs)
-        frames[input_size] = compare(table, specs, device=device, table_file=str(table_file))
+        frames[input_size] = compare(
+            table, specs, device=torch.device("cpu"), table_file=str(table_file)
+        )
         results.append(agreement(frames[input_size], input_size))
+        described.add(table.describe_device())
         print(results[-1].line())
     stem = f"{space.name}-{table.threads}t"
     combined = pd.concat(
         [f.assign(input_size=size_text(s)) for s, f in frames.items()], ignore_index=True
     )
     write_csv(combined, args.out / f"{stem}.csv")
-    plot(frames, f"{table.describe_device()}: table {table_file.name}", args.out / f"{stem}.png")
-    print(f"table: {table.describe_device()}, digest {table.digest[:12]}")
+    plot(frames, "; ".join(sorted(described)), args.out / f"{stem}.png")
     for result in results:
         print(result.line())
     print(f"wrote {args.out / (stem + '.csv')} and {args.out / (stem + '.png')}")
