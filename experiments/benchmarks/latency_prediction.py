@@ -48,6 +48,7 @@ HELD_OUT_SEED = 0  # the table's calibration networks are drawn with their own s
 GOAL_WITHIN_10 = 0.9
 GOAL_TAU = 0.9
 GOAL_TAU_MARGIN = 0.05
+DRIFT_NETWORKS = 8
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Agreement:
     madds_tau: float
     remeasure_tau: float  # the second measurement against the first: the ceiling
     remeasure_within_10: float  # the share of second measurements within ±10% of the first
+    # The table's calibration networks measured again after the test, over their table times:
+    # how far the machine's speed drifted since the table was built (1.0: not at all).
+    drift: float
 
     def meets_goals(self) -> bool:
         tau_goal = min(GOAL_TAU, self.remeasure_tau - GOAL_TAU_MARGIN)
@@ -80,7 +84,8 @@ class Agreement:
             f"within ±10% {self.within_10:.0%}; Kendall's tau predicted {self.tau:.3f}, plain "
             f"sum {self.sum_tau:.3f}, MAdds {self.madds_tau:.3f}, re-measure "
             f"{self.remeasure_tau:.3f} (re-measure within ±10% of the first: "
-            f"{self.remeasure_within_10:.0%}): {verdict}"
+            f"{self.remeasure_within_10:.0%}); the table's calibration networks now run at "
+            f"{self.drift:.2f}x their table times: {verdict}"
         )
 
 
@@ -135,7 +140,16 @@ def _measure(spec: ArchSpec, table: LatencyTable, device: torch.device) -> float
     ).median_ms
 
 
-def agreement(frame: pd.DataFrame, input_size: tuple[int, int]) -> Agreement:
+def drift(table: LatencyTable, input_size: tuple[int, int], device: torch.device) -> float:
+    """The median ratio of `DRIFT_NETWORKS` calibration networks' time now to their table's."""
+    networks = table.corrections[input_size].networks[:DRIFT_NETWORKS]
+    ratios = [
+        _measure(ArchSpec.from_dict(n.genes), table, device) / n.measured_ms for n in networks
+    ]
+    return float(np.median(ratios))
+
+
+def agreement(frame: pd.DataFrame, input_size: tuple[int, int], drift: float) -> Agreement:
     measured = frame["measured_ms"]
     error = frame["predicted_ms"] / measured - 1
     sum_error = frame["parts_ms"] / measured - 1
@@ -151,6 +165,7 @@ def agreement(frame: pd.DataFrame, input_size: tuple[int, int]) -> Agreement:
         madds_tau=kendall_tau(frame["gmadds"], measured),
         remeasure_tau=kendall_tau(frame["remeasured_ms"], measured),
         remeasure_within_10=float(np.mean((frame["remeasured_ms"] / measured - 1).abs() <= 0.10)),
+        drift=drift,
     )
 
 
@@ -234,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         frames[input_size] = compare(
             table, specs, device=torch.device("cpu"), table_file=str(table_file)
         )
-        results.append(agreement(frames[input_size], input_size))
+        machine_drift = drift(table, input_size, torch.device("cpu"))
+        results.append(agreement(frames[input_size], input_size, machine_drift))
         described.add(table.describe_device())
         print(results[-1].line())
     stem = f"{space.name}-{table.threads}t"
