@@ -185,6 +185,7 @@ def trial_running(database: Path, with_attribute: str | None = None) -> bool:
     except sqlite3.OperationalError:  # no file or no table yet
         return False
 
+
 # A search space small enough to time every part in seconds: the four heads on one narrow tower
 # (two for DFA and BiSeNet), at 64x64.
 TINY_SPACE: dict[str, Any] = {

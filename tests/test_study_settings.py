@@ -35,10 +35,12 @@ def test_objectives_follow_the_latency_settings() -> None:
     assert budget.objective_names == [MIOU, GMADDS]
     assert budget.latency_budget_ms == 12.0
 
-    how = {"measure": False, "batch": 4, "fast_path": True, "dtype": "fp32"}
+    how = {"measure": False, "source": "measure", "table": None, "batch": 4, "fast_path": True,
+           "dtype": "fp32"}  # fmt: skip
     unmeasured = StudySettings.from_dict(study_section(latency=how))
-    assert unmeasured.latency == LatencyMeasurement(measure=False, batch=4, fast_path=True,
-                                                    dtype="fp32")  # fmt: skip
+    assert unmeasured.latency == LatencyMeasurement(
+        measure=False, source="measure", table=None, batch=4, fast_path=True, dtype="fp32"
+    )
     assert not unmeasured.measures_latency
 
 
@@ -51,10 +53,15 @@ def test_the_input_size_is_spelled_hxw_or_a_list() -> None:
     ("values", "message"),
     [
         ({"latency_budget_ms": 0}, "study.latency_budget_ms must be > 0, got 0.0"),
-        ({"latency": {"measure": True, "batch": 0, "fast_path": True, "dtype": "fp32"}},
+        ({"latency": {"measure": True, "source": "measure", "table": None, "batch": 0,
+                      "fast_path": True, "dtype": "fp32"}},
          "study.latency.batch must be >= 1, got 0"),
-        ({"latency": {"measure": True, "batch": 1, "fast_path": True, "dtype": "int8"}},
+        ({"latency": {"measure": True, "source": "measure", "table": None, "batch": 1,
+                      "fast_path": True, "dtype": "int8"}},
          "study.latency.dtype must be one of"),
+        ({"latency": {"measure": True, "source": "guess", "table": None, "batch": 1,
+                      "fast_path": True, "dtype": "fp32"}},
+         "study.latency.source must be one of ['measure', 'table'], got 'guess'"),
         ({"latency": {"measure": True, "repeats": 3}},
          "study.latency has unknown keys ['repeats']"),
         ({"n_workers": 0}, "study.n_workers must be >= 1, got 0"),
