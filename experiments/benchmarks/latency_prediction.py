@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build", action="store_true", help="build the table in this run")
     parser.add_argument("--space", default="heads", help="the space to draw members from")
     parser.add_argument("--input", type=size, action="append", dest="input_sizes")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="with --build")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (with --build)")
     parser.add_argument(
         "--calibration", type=positive_int, default=CALIBRATION_NETWORKS, help="with --build"
@@ -224,18 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.build:
         sizes = args.input_sizes or [(128, 256), (512, 1024)]
+        device = torch.device(args.device)
     else:
         given = load_table(args.table)
-        if given.device != "cpu":
-            parser.error(f"{args.table} is a {given.device} table; this benchmark measures on cpu")
+        if given.device not in ("cpu", "cuda"):
+            parser.error(f"{args.table} holds times of a {given.device!r} device, not this one")
         sizes = args.input_sizes or list(given.input_sizes)
+        device = torch.device(given.device)
     frames, results, described = {}, [], set()
     for input_size in sizes:
         if args.build:
             # One table per input size, tested as soon as it is built: on a shared machine the
             # speed drifts over minutes, and a table is good for the state it was measured in.
             table = build_table(
-                space, [input_size], device=torch.device("cpu"), threads=args.threads,
+                space, [input_size], device=device, threads=args.threads,
                 calibration_networks=args.calibration,
             )  # fmt: skip
             table_file = (
@@ -246,14 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             table_file, table = args.table, given
         specs = held_out(space, table, input_size, args.archs)
-        frames[input_size] = compare(
-            table, specs, device=torch.device("cpu"), table_file=str(table_file)
-        )
-        machine_drift = drift(table, input_size, torch.device("cpu"))
+        frames[input_size] = compare(table, specs, device=device, table_file=str(table_file))
+        machine_drift = drift(table, input_size, device)
         results.append(agreement(frames[input_size], input_size, machine_drift))
         described.add(table.describe_device())
         print(results[-1].line())
-    stem = f"{space.name}-{table.threads}t"
+    stem = f"{space.name}-{table.threads}t" if device.type == "cpu" else f"{space.name}-cuda"
     combined = pd.concat(
         [f.assign(input_size=size_text(s)) for s, f in frames.items()], ignore_index=True
     )
