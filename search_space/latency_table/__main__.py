@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import optuna
 import torch
 
 from search_space.deploy import DTYPES, retain_freed_memory
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, metavar="DIR", help="the --export folder")
     parser.add_argument("--device-name", help="the imported times' device, as it should read")
     args = parser.parse_args(argv)
+    # The seeded draws of whole networks open in-memory studies: one log line each, otherwise.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     try:
         return _run(args)
