@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.load import PREDICTED, TABLE_RMSPE, TABLE_WITHIN_10, finished
-from workbench.record import GMADDS, LATENCY, TrialKey
+from analysis.load import TABLE_RMSPE, TABLE_WITHIN_10, finished
+from workbench.record import GMADDS, LATENCY, PREDICTED, TrialKey
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def recorded_costs(df: pd.DataFrame, first: Cost) -> list[Cost]:
 class LatencySource:
     """The feasible finished trials whose latency came one way."""
 
-    source: str  # load.MEASURED or load.PREDICTED
+    source: str  # record.MEASURED or record.PREDICTED
     devices: tuple[str, ...]
     trials: int
 

@@ -47,7 +47,9 @@ from optuna.trial import FrozenTrial, TrialState
 from workbench.record import (
     GMADDS,
     LATENCY,
+    MEASURED,
     MIOU,
+    PREDICTED,
     StudyKey,
     TrialKey,
     TrialStatus,
@@ -59,9 +61,6 @@ HEAD = "head"
 RUNG = TrialKey.RUNG
 CONSTRAINT_PREFIX = "constraint."
 DEFAULT_STORAGE = "sqlite:///outputs/studies.db"
-# The values of `latency_source` (experiments.study.trial writes them)
-MEASURED = "measured"
-PREDICTED = "predicted"
 # A predicted latency's table, its error on held-out networks at the trial's input size
 # (search_space.latency.PredictedLatency): the columns, and the keys of the `latency` attribute
 TABLE_RMSPE = "latency_table_rmspe"

@@ -19,8 +19,6 @@ from optuna.trial import TrialState
 from analysis.costs import latency_text
 from analysis.load import (
     CONSTRAINT_PREFIX,
-    MEASURED,
-    PREDICTED,
     StorageNotFoundError,
     StudyNotFoundError,
     finished,
@@ -37,7 +35,9 @@ from workbench.record import (
     KIND_ABLATION,
     KIND_SEARCH,
     LATENCY,
+    MEASURED,
     MIOU,
+    PREDICTED,
     Constraint,
     StudyKey,
     TrialKey,

@@ -92,6 +92,11 @@ class TrialKey:
 # design, a probe), whatever its rank.
 PROMOTED_FOR_REASONS: Final = ("quota", "front", "reference", "probe")
 
+# The values of `latency_source`: timed on the trial's own device, or predicted from a latency
+# table measured on the device the network will run on.
+MEASURED: Final = "measured"
+PREDICTED: Final = "predicted"
+
 
 class Constraint:
     """Names of a trial's constraints (`trial.set_constraint`; feasible when <= 0)."""

@@ -35,7 +35,7 @@ from search_space.latency_table import LatencyTable
 from search_space.latency_table.table import device_description
 from search_space.model import build
 from search_space.spec import ArchSpec
-from workbench.record import GMADDS, MIOU, Constraint, TrialKey
+from workbench.record import GMADDS, MEASURED, MIOU, PREDICTED, Constraint, TrialKey
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def _latency(spec: ArchSpec, how: LatencyMeasurement, context: TrialContext) -> 
         return {
             TrialKey.LATENCY_RESULT: predicted.to_dict(),
             TrialKey.LATENCY_MS: predicted.median_ms,
-            TrialKey.LATENCY_SOURCE: "predicted",
+            TrialKey.LATENCY_SOURCE: PREDICTED,
             TrialKey.LATENCY_DEVICE: predicted.device,
         }
     # Random weights: they do not change the time. measure_latency leaves the RNG alone, so
@@ -313,7 +313,7 @@ def _latency(spec: ArchSpec, how: LatencyMeasurement, context: TrialContext) -> 
     return {
         TrialKey.LATENCY_RESULT: measured.to_dict(),
         TrialKey.LATENCY_MS: measured.median_ms,
-        TrialKey.LATENCY_SOURCE: "measured",
+        TrialKey.LATENCY_SOURCE: MEASURED,
         TrialKey.LATENCY_DEVICE: device_description(
             device_name(context.runtime.device),
             device=context.runtime.device.type,
