@@ -99,11 +99,11 @@ class LatencyResult:
         path: str,
     ) -> LatencyResult:
         """The median and spread of `samples`, milliseconds per call from `time_calls`."""
-        deciles = statistics.quantiles(samples, n=10, method="inclusive")
+        median_ms, p10_ms, p90_ms = median_and_spread(samples)
         return cls(
-            median_ms=statistics.median(samples),
-            p10_ms=deciles[0],
-            p90_ms=deciles[-1],
+            median_ms=median_ms,
+            p10_ms=p10_ms,
+            p90_ms=p90_ms,
             repeats=len(samples),
             batch=batch,
             input_size=input_size,
@@ -125,6 +125,12 @@ class LatencyResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for a trial's user attributes or a table row."""
         return {**dataclasses.asdict(self), "input_size": list(self.input_size), "fps": self.fps}
+
+
+def median_and_spread(samples: list[float]) -> tuple[float, float, float]:
+    """The median, 10th and 90th percentiles of `time_calls`'s milliseconds per call."""
+    deciles = statistics.quantiles(samples, n=10, method="inclusive")
+    return statistics.median(samples), deciles[0], deciles[-1]
 
 
 @contextmanager

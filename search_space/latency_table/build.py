@@ -10,7 +10,6 @@ the whole relates to the sum of its parts (the `Correction` in the file).
 from __future__ import annotations
 
 import platform
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 
@@ -25,6 +24,7 @@ from search_space.latency import (
     Protocol,
     device_name,
     measure_latency,
+    median_and_spread,
     pinned_threads,
     time_calls,
 )
@@ -78,15 +78,8 @@ def measure_part(
 
     with pinned_threads(threads):
         samples = time_calls(call, device, protocol)
-    deciles = statistics.quantiles(samples, n=10, method="inclusive")
-    return Entry(
-        part,
-        median_ms=statistics.median(samples),
-        p10_ms=deciles[0],
-        p90_ms=deciles[-1],
-        repeats=len(samples),
-        weights=weight_count(network),
-    )
+    median_ms, p10_ms, p90_ms = median_and_spread(samples)
+    return Entry(part, median_ms, p10_ms, p90_ms, len(samples), weights=weight_count(network))
 
 
 def seeded_deployed(
@@ -257,7 +250,7 @@ def table_members(
 
 
 def validate(correction: Correction, networks: Sequence[CalibrationNetwork]) -> Validation:
-    errors = np.array([correction.apply(n.sums) / n.measured_ms - 1 for n in networks])
+    errors = np.array(correction.relative_errors(networks))
     return Validation(
         networks=len(networks),
         rmspe=float(np.sqrt(np.mean(errors**2))),
@@ -269,8 +262,8 @@ def correction_note(corrections: Mapping[tuple[int, int], Correction]) -> str:
     """What the sum of the parts missed, and what the correction made of it, in words."""
     sentences = []
     for size, correction in sorted(corrections.items()):
-        raw = np.abs(correction.relative_errors(corrected=False))
-        fitted = np.abs(correction.relative_errors(corrected=True))
+        raw = np.abs(correction.relative_errors(correction.networks, corrected=False))
+        fitted = np.abs(correction.relative_errors(correction.networks))
         sentences.append(
             f"At {size_text(size)}, the plain sum of the parts was off by {np.mean(raw):.1%} "
             f"on average (worst {np.max(raw):.1%}) over {len(correction.networks)} whole "

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from search_space.deploy import DTYPES
-from search_space.latency import LatencyResult, Protocol, device_name, time_calls
+from search_space.latency import Protocol, device_name, median_and_spread, time_calls
 from search_space.latency_table.build import (
     CALIBRATION_SEED,
     NETWORK_PROTOCOL,
@@ -280,28 +280,17 @@ def time_manifest(
     manifest_dir = Path(manifest_dir)
     manifest = _read_manifest(manifest_dir)
     files = [
-        *((row["file"], tuple(row["inputs"][0][1:]), PART_PROTOCOL) for row in manifest["parts"]),
-        *(
-            (row["file"], tuple(row["input_size"]), NETWORK_PROTOCOL)
-            for row in manifest["networks"]
-        ),
+        *((row["file"], PART_PROTOCOL) for row in manifest["parts"]),
+        *((row["file"], NETWORK_PROTOCOL) for row in manifest["networks"]),
     ]
     line = ProgressLine("onnxruntime", len(files), unit="files", write=progress)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("file", *TIME_COLUMNS))
-    for file, size, protocol in files:
-        result = LatencyResult.from_samples(
-            _time_file(manifest_dir / file, threads, protocol),
-            batch=manifest["batch"],
-            input_size=size,
-            device="cpu",
-            dtype=manifest["dtype"],
-            threads=intra_op_threads(threads),
-            path="onnxruntime",
-        )
-        times = (result.median_ms, result.p10_ms, result.p90_ms)
-        writer.writerow((file, *(f"{value:.6f}" for value in times), result.repeats))
+    for file, protocol in files:
+        samples = _time_file(manifest_dir / file, threads, protocol)
+        times = median_and_spread(samples)
+        writer.writerow((file, *(f"{value:.6f}" for value in times), len(samples)))
         line.advance()
     line.finish()
     write_text(Path(times_file), buffer.getvalue())

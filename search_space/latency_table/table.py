@@ -10,15 +10,16 @@ study refuses a table with other content.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search_space.parts import Part, part_from_key_fields
+from search_space.parts import Part, part_calls, part_from_key_fields
 from workbench.files import write_text
 
 FORMAT = "dfanet-workbench latency table, version 1"
@@ -69,7 +70,7 @@ class PartsSum:
         """`parts` (search_space.parts.network_parts) from `entries`; every part must be there."""
         return cls(
             parts_ms=sum(entries[part].median_ms * times for part, times in parts.items()),
-            part_calls=sum(parts.values()),
+            part_calls=part_calls(parts),
             weight_mb=sum(entries[part].weights * times for part, times in parts.items())
             * bytes_per_weight
             / 1e6,
@@ -118,11 +119,14 @@ class Correction:
         parts_ms, calls, weight_mb = sums.features()
         return self.scale * parts_ms + self.per_call_ms * calls + self.per_weight_mb_ms * weight_mb
 
-    def relative_errors(self, *, corrected: bool) -> list[float]:
-        """(predicted - measured) / measured over the calibration networks."""
+    def relative_errors(
+        self, networks: Sequence[CalibrationNetwork], *, corrected: bool = True
+    ) -> list[float]:
+        """(predicted - measured) / measured over `networks` (the calibration networks, or
+        held-out ones); `corrected=False`: of the plain sum of the parts."""
         return [
             (self.apply(n.sums) if corrected else n.sums.parts_ms) / n.measured_ms - 1
-            for n in self.networks
+            for n in networks
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,8 +207,9 @@ class LatencyTable:
             "parts": [entry.to_dict() for _, entry in sorted(self.entries.items())],
         }
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
+        # Cached: a study predicts every trial from one table, and this hashes all of it.
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
